@@ -1,0 +1,51 @@
+//! The services every listener and background task shares, built once from
+//! the configuration.
+
+use crate::auth::{failures::FailurePolicy, Authenticator, FailureTracker};
+use crate::config::Config;
+use crate::dns::Dns;
+use crate::store::Store;
+use anyhow::Context;
+use std::sync::Arc;
+use tokio_rustls::TlsAcceptor;
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub dns: Dns,
+    pub auth: Arc<Authenticator>,
+    pub tls: TlsAcceptor,
+    /// Identifies this process in lock owners: `<hostname>/<pid>`.
+    pub node: String,
+}
+
+impl App {
+    /// Opens the store (creating the data dir) without TLS or DNS: enough for
+    /// admin subcommands.
+    pub fn open_store(config: &Config) -> anyhow::Result<Store> {
+        let dir = config.data_dir();
+        Store::open_embedded(&dir, &config.hostname)
+            .with_context(|| format!("opening the data directory {}", dir.display()))
+    }
+
+    pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let store = Self::open_store(&config)?;
+        let dns = Dns::new(&config.dns).context("setting up the DNS resolver")?;
+        let tls = crate::tls::acceptor(&config)?;
+        let failures = FailureTracker::new(FailurePolicy {
+            base: config.limits.auth_failure_delay,
+            max: config.limits.auth_failure_max_delay,
+            ..FailurePolicy::default()
+        });
+        let auth = Arc::new(Authenticator::new(store.clone(), failures));
+        let node = format!("{}/{}", config.hostname, std::process::id());
+        Ok(Arc::new(App {
+            config,
+            store,
+            dns,
+            auth,
+            tls,
+            node,
+        }))
+    }
+}

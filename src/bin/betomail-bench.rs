@@ -1,0 +1,2 @@
+//! Load tool (being written).
+fn main() {}

@@ -1,0 +1,675 @@
+//! The one TOML configuration file, its embedded default, and validation.
+//!
+//! Every limit and timeout is a named value with a documented default so that
+//! operators can see and change it. A bad file is reported with the key path
+//! (`listener[2].fcrdns`) and the reason, never a panic.
+
+use serde::Deserialize;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The configuration used when `serve` gets no `--config`: every role on its
+/// own unprivileged loopback port, data in `./betomail-data`.
+pub const EMBEDDED_DEFAULT: &str = r#"
+hostname = "localhost"
+data_dir = "betomail-data"
+local_domains = ["be.test"]
+portal_url = "http://127.0.0.1:8080"
+
+# Loopback-only listeners: plaintext login is allowed so that a first test
+# with any client works without TLS. Never copy this to a public bind.
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:1110"
+plaintext_auth = true
+grants_relay = true
+
+[[listener]]
+name = "pop2"
+protocol = "pop3"
+bind = "127.0.0.1:1111"
+plaintext_auth = true
+
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+bind = "127.0.0.1:1995"
+tls = "implicit"
+grants_relay = true
+
+[[listener]]
+name = "mx"
+protocol = "smtp"
+bind = "127.0.0.1:1025"
+relay_by = []
+
+[[listener]]
+name = "smtp"
+protocol = "smtp"
+bind = "127.0.0.1:1026"
+relay_by = ["pop-before-smtp"]
+
+[[listener]]
+name = "smtpa"
+protocol = "smtp"
+bind = "127.0.0.1:1587"
+relay_by = ["auth"]
+plaintext_auth = true
+
+[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:8080"
+"#;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Our name in greetings, Received headers, Maildir file names and EHLO.
+    #[serde(default = "default_hostname")]
+    pub hostname: String,
+    /// Relative paths are taken from the directory `serve` runs in.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Domains whose mail is delivered here; the first is the domain of new accounts.
+    #[serde(default = "default_local_domains")]
+    pub local_domains: Vec<String>,
+    /// Base URL of the web portal, used in error replies that point to it.
+    #[serde(default = "default_portal_url")]
+    pub portal_url: String,
+    /// Largest message accepted (SMTP SIZE, `deliver`), in octets.
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: u64,
+    #[serde(default)]
+    pub dns: DnsConfig,
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    #[serde(default)]
+    pub relay: RelayConfig,
+    #[serde(default)]
+    pub outbound: OutboundConfig,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub web: WebConfig,
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `ip:port` of recursive resolvers; empty means the system resolver.
+    #[serde(default)]
+    pub nameservers: Vec<SocketAddr>,
+    #[serde(default = "default_dns_timeout_ms")]
+    pub timeout_ms: u64,
+    /// How long an FCrDNS verdict is cached per IP.
+    #[serde(default = "default_dns_cache_seconds")]
+    pub cache_seconds: u64,
+    /// How many PTR names are tried before giving up (SEED-8).
+    #[serde(default = "default_max_ptr_names")]
+    pub max_ptr_names: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RelayConfig {
+    /// Lifetime of a POP-before-SMTP grant (SEED-9).
+    #[serde(default = "default_pbs_seconds")]
+    pub pop_before_smtp_seconds: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutboundTls {
+    None,
+    Opportunistic,
+    Required,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboundConfig {
+    /// Port used when delivering to an MX host (tests point it elsewhere).
+    #[serde(default = "default_mx_port")]
+    pub mx_port: u16,
+    /// Waits between attempts; the last one repeats.
+    #[serde(default = "default_retry_schedule", deserialize_with = "durations")]
+    pub retry_schedule: Vec<Duration>,
+    #[serde(default = "default_queue_lifetime", with = "humantime_serde_compat")]
+    pub queue_lifetime: Duration,
+    /// A delay warning DSN is sent once after this long in the queue.
+    #[serde(default = "default_delay_warning", with = "humantime_serde_compat")]
+    pub delay_warning: Duration,
+    /// `host:port` that takes all outbound mail instead of MX routing.
+    #[serde(default)]
+    pub smarthost: Option<String>,
+    #[serde(default = "default_outbound_tls")]
+    pub tls: OutboundTls,
+    /// Simultaneous connections to one destination host.
+    #[serde(default = "default_per_destination")]
+    pub max_per_destination: usize,
+    /// Simultaneous outbound connections in all.
+    #[serde(default = "default_outbound_concurrency")]
+    pub max_connections: usize,
+    #[serde(default = "default_connect_timeout", with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// RFC 5321 4.5.3.2: initial 220 (5 min), MAIL (5), RCPT (5), DATA (2),
+    /// data block (3), final dot (10). One value per phase kind.
+    #[serde(default = "default_command_timeout", with = "humantime_serde_compat")]
+    pub command_timeout: Duration,
+    #[serde(default = "default_data_timeout", with = "humantime_serde_compat")]
+    pub data_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// RFC 1939 3: an autologout timer of at least 10 minutes.
+    #[serde(default = "default_pop3_idle", with = "humantime_serde_compat")]
+    pub pop3_idle_timeout: Duration,
+    /// RFC 5321 4.5.3.2.7: the server waits at least 5 minutes for a command.
+    #[serde(default = "default_smtp_idle", with = "humantime_serde_compat")]
+    pub smtp_idle_timeout: Duration,
+    /// Longest command line accepted, in octets (POP3 and SMTP commands).
+    #[serde(default = "default_max_line")]
+    pub max_line_length: usize,
+    /// Unknown or malformed commands before the session is closed.
+    #[serde(default = "default_max_bad_commands")]
+    pub max_bad_commands: u32,
+    /// First delay after a failed login; it doubles per failure from one IP.
+    #[serde(default = "default_auth_fail_delay", with = "humantime_serde_compat")]
+    pub auth_failure_delay: Duration,
+    /// The growing delay stops growing here.
+    #[serde(default = "default_auth_fail_max", with = "humantime_serde_compat")]
+    pub auth_failure_max_delay: Duration,
+    /// Recipients accepted per SMTP transaction (RFC 5321 4.5.3.1.8: at least 100).
+    #[serde(default = "default_max_recipients")]
+    pub max_recipients: usize,
+    /// Open connections per listener; more wait in the kernel backlog.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// `Received:` headers above which a message is refused as a loop.
+    #[serde(default = "default_max_received")]
+    pub max_received_headers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Proxies whose X-Forwarded-For is believed (SEED-16).
+    #[serde(default)]
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Idle lifetime of a portal login.
+    #[serde(default = "default_web_session", with = "humantime_serde_compat")]
+    pub session_lifetime: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Pop3,
+    Smtp,
+    Http,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    None,
+    Starttls,
+    Implicit,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FcrdnsMode {
+    Off,
+    RefuseMismatch,
+    RequirePtr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDnsError {
+    Allow,
+    Tempfail,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RelayBy {
+    Auth,
+    PopBeforeSmtp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    pub name: String,
+    pub protocol: Protocol,
+    pub bind: SocketAddr,
+    /// Default: `starttls` for pop3/smtp, `none` for http.
+    #[serde(default)]
+    pub tls: Option<TlsMode>,
+    /// Allow USER/PASS and AUTH PLAIN/LOGIN before TLS.
+    #[serde(default)]
+    pub plaintext_auth: bool,
+    /// Default: `refuse-mismatch` on pop3, `off` elsewhere (SEED-8).
+    #[serde(default)]
+    pub fcrdns: Option<FcrdnsMode>,
+    #[serde(default = "default_on_dns_error")]
+    pub on_dns_error: OnDnsError,
+    /// POP3: a login opens POP-before-SMTP for the client IP (SEED-9).
+    #[serde(default)]
+    pub grants_relay: bool,
+    /// SMTP: what lets a client send to non-local domains.
+    #[serde(default)]
+    pub relay_by: Vec<RelayBy>,
+    /// SMTP: 530 to MAIL before AUTH (port-587 style).
+    #[serde(default)]
+    pub require_auth: bool,
+}
+
+impl Listener {
+    pub fn tls_mode(&self) -> TlsMode {
+        self.tls.unwrap_or(match self.protocol {
+            Protocol::Http => TlsMode::None,
+            _ => TlsMode::Starttls,
+        })
+    }
+
+    pub fn fcrdns_mode(&self) -> FcrdnsMode {
+        self.fcrdns.unwrap_or(match self.protocol {
+            Protocol::Pop3 => FcrdnsMode::RefuseMismatch,
+            _ => FcrdnsMode::Off,
+        })
+    }
+}
+
+impl Config {
+    /// Reads and validates a file; the error names the key and the reason.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            key: String::new(),
+            reason: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::parse(&text)
+    }
+
+    pub fn embedded_default() -> Config {
+        Self::parse(EMBEDDED_DEFAULT).expect("the embedded default config is valid")
+    }
+
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let cfg: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            ConfigError {
+                key: if key == "." { String::new() } else { key },
+                reason: inner.message().trim().to_string(),
+            }
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError {
+                key: key.to_string(),
+                reason: reason.to_string(),
+            })
+        };
+        if self.hostname.is_empty() || !self.hostname.bytes().all(is_hostname_byte) {
+            return bad("hostname", "must be a host name (letters, digits, '-', '.')");
+        }
+        if self.local_domains.is_empty() {
+            return bad("local_domains", "needs at least one domain");
+        }
+        for (i, d) in self.local_domains.iter().enumerate() {
+            if d.is_empty() || !d.bytes().all(is_hostname_byte) {
+                return bad(&format!("local_domains[{i}]"), "must be a domain name");
+            }
+        }
+        if self.max_message_size < 1024 {
+            return bad("max_message_size", "must be at least 1024 octets");
+        }
+        if self.dns.timeout_ms == 0 {
+            return bad("dns.timeout_ms", "must be greater than 0");
+        }
+        if self.outbound.retry_schedule.is_empty() {
+            return bad("outbound.retry_schedule", "needs at least one interval");
+        }
+        if self.limits.max_line_length < 512 {
+            return bad(
+                "limits.max_line_length",
+                "must be at least 512 (RFC 5321 4.5.3.1.4)",
+            );
+        }
+        if self.limits.max_recipients < 1 {
+            return bad("limits.max_recipients", "must be at least 1");
+        }
+        if self.limits.pop3_idle_timeout < Duration::from_secs(1) {
+            return bad("limits.pop3_idle_timeout", "must be at least 1s");
+        }
+        if self.limits.smtp_idle_timeout < Duration::from_secs(1) {
+            return bad("limits.smtp_idle_timeout", "must be at least 1s");
+        }
+        if self.limits.max_connections == 0 {
+            return bad("limits.max_connections", "must be at least 1");
+        }
+        let mut names = std::collections::HashSet::new();
+        let mut binds = std::collections::HashSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listener[{i}].{k}");
+            if l.name.is_empty() {
+                return bad(&key("name"), "must not be empty");
+            }
+            if !names.insert(l.name.as_str()) {
+                return bad(&key("name"), "another listener has this name");
+            }
+            if !binds.insert(l.bind) {
+                return bad(&key("bind"), "another listener binds this address");
+            }
+            if l.protocol != Protocol::Smtp && !l.relay_by.is_empty() {
+                return bad(&key("relay_by"), "only smtp listeners relay");
+            }
+            if l.protocol != Protocol::Smtp && l.require_auth {
+                return bad(&key("require_auth"), "only smtp listeners take this");
+            }
+            if l.protocol != Protocol::Pop3 && l.grants_relay {
+                return bad(&key("grants_relay"), "only pop3 listeners grant relay");
+            }
+            if l.protocol == Protocol::Http && l.tls_mode() == TlsMode::Starttls {
+                return bad(&key("tls"), "http takes none or implicit");
+            }
+        }
+        Ok(())
+    }
+
+    /// `data_dir` as an absolute path.
+    pub fn data_dir(&self) -> PathBuf {
+        if self.data_dir.is_absolute() {
+            self.data_dir.clone()
+        } else {
+            std::env::current_dir()
+                .map(|d| d.join(&self.data_dir))
+                .unwrap_or_else(|_| self.data_dir.clone())
+        }
+    }
+
+    /// The domain part of new accounts' addresses.
+    pub fn primary_domain(&self) -> &str {
+        &self.local_domains[0]
+    }
+
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let domain = domain.strip_suffix('.').unwrap_or(domain);
+        self.local_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    /// The portal's DNS check page, linked from refusals (SEED-8).
+    pub fn dns_check_url(&self) -> String {
+        format!("{}/dns-check", self.portal_url.trim_end_matches('/'))
+    }
+
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name == name)
+    }
+}
+
+fn is_hostname_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key path, e.g. `listener[1].bind`; empty for the file as a whole.
+    pub key: String,
+    pub reason: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "config: {}", self.reason)
+        } else {
+            write!(f, "config key `{}`: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Durations are written as humantime strings: "90s", "5m", "2h", "5d".
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
+    }
+}
+
+fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
+    let list = Vec::<String>::deserialize(d)?;
+    list.iter()
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
+        })
+        .collect()
+}
+
+fn default_hostname() -> String {
+    "localhost".into()
+}
+fn default_data_dir() -> PathBuf {
+    "betomail-data".into()
+}
+fn default_local_domains() -> Vec<String> {
+    vec!["be.test".into()]
+}
+fn default_portal_url() -> String {
+    "http://127.0.0.1:8080".into()
+}
+fn default_max_message_size() -> u64 {
+    50_000_000
+}
+fn default_dns_timeout_ms() -> u64 {
+    2000
+}
+fn default_dns_cache_seconds() -> u64 {
+    300
+}
+fn default_max_ptr_names() -> usize {
+    4
+}
+fn default_pbs_seconds() -> u64 {
+    600
+}
+fn default_mx_port() -> u16 {
+    25
+}
+fn default_retry_schedule() -> Vec<Duration> {
+    [5 * 60, 15 * 60, 30 * 60, 3600, 7200]
+        .into_iter()
+        .map(Duration::from_secs)
+        .collect()
+}
+fn default_queue_lifetime() -> Duration {
+    Duration::from_secs(5 * 86400)
+}
+fn default_delay_warning() -> Duration {
+    Duration::from_secs(4 * 3600)
+}
+fn default_outbound_tls() -> OutboundTls {
+    OutboundTls::Opportunistic
+}
+fn default_per_destination() -> usize {
+    4
+}
+fn default_outbound_concurrency() -> usize {
+    64
+}
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_command_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_data_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_pop3_idle() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_smtp_idle() -> Duration {
+    Duration::from_secs(300)
+}
+fn default_max_line() -> usize {
+    4096
+}
+fn default_max_bad_commands() -> u32 {
+    10
+}
+fn default_auth_fail_delay() -> Duration {
+    Duration::from_secs(1)
+}
+fn default_auth_fail_max() -> Duration {
+    Duration::from_secs(15)
+}
+fn default_max_recipients() -> usize {
+    1000
+}
+fn default_max_connections() -> usize {
+    20_000
+}
+fn default_max_received() -> usize {
+    50
+}
+fn default_web_session() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_on_dns_error() -> OnDnsError {
+    OnDnsError::Allow
+}
+
+macro_rules! default_impl {
+    ($t:ty) => {
+        impl Default for $t {
+            fn default() -> Self {
+                toml::from_str("").expect("all fields have defaults")
+            }
+        }
+    };
+}
+default_impl!(DnsConfig);
+default_impl!(RelayConfig);
+default_impl!(OutboundConfig);
+default_impl!(Limits);
+default_impl!(WebConfig);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_parses() {
+        let c = Config::embedded_default();
+        assert_eq!(c.listeners.len(), 7);
+        assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
+        assert_eq!(
+            c.listener("pop").unwrap().fcrdns_mode(),
+            FcrdnsMode::RefuseMismatch
+        );
+        assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
+    }
+
+    #[test]
+    fn spec_example_parses() {
+        let text = r#"
+hostname = "mail.be.test"
+data_dir = "/var/lib/betomail"
+local_domains = ["be.test"]
+portal_url = "http://127.0.0.1:8080"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+timeout_ms = 2000
+[tls]
+cert = "/etc/betomail/cert.pem"
+key = "/etc/betomail/key.pem"
+[relay]
+pop_before_smtp_seconds = 600
+[outbound]
+mx_port = 25
+retry_schedule = ["5m", "15m", "30m", "1h", "2h"]
+queue_lifetime = "5d"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:1110"
+tls = "starttls"
+plaintext_auth = true
+fcrdns = "refuse-mismatch"
+grants_relay = true
+[[listener]]
+name = "smtp"
+protocol = "smtp"
+bind = "127.0.0.1:1026"
+relay_by = ["pop-before-smtp"]
+"#;
+        let c = Config::parse(text).unwrap();
+        assert_eq!(c.outbound.retry_schedule[3], Duration::from_secs(3600));
+        assert_eq!(c.outbound.queue_lifetime, Duration::from_secs(5 * 86400));
+        assert_eq!(c.dns.nameservers[0].port(), 5353);
+        assert_eq!(c.listeners[1].relay_by, vec![RelayBy::PopBeforeSmtp]);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = Config::parse(
+            "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\nfcrdns='maybe'\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "listener[0].fcrdns");
+        assert!(e.reason.contains("maybe"), "{e}");
+
+        let e = Config::parse("[outbound]\nqueue_lifetime = 'soon'\n").unwrap_err();
+        assert_eq!(e.key, "outbound.queue_lifetime");
+
+        let e = Config::parse("bogus = 1\n").unwrap_err();
+        assert!(e.reason.contains("bogus"), "{e}");
+
+        let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\n").unwrap_err();
+        assert!(e.reason.contains("bind"), "{e}");
+
+        let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\nbind='nope'\n")
+            .unwrap_err();
+        assert_eq!(e.key, "listener[0].bind");
+
+        let two = "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\n\
+                   [[listener]]\nname='a'\nprotocol='smtp'\nbind='127.0.0.1:2'\n";
+        let e = Config::parse(two).unwrap_err();
+        assert_eq!(e.key, "listener[1].name");
+
+        let e = Config::parse("local_domains = []\n").unwrap_err();
+        assert_eq!(e.key, "local_domains");
+    }
+}

@@ -1,0 +1,6 @@
+//! Getting accepted mail to where it goes: local mailboxes (`local`) and
+//! remote hosts through the queue (`outbound`).
+
+pub mod local;
+pub mod queue_cli;
+pub mod outbound;

@@ -1,0 +1,108 @@
+//! `betomail queue list|show|delete|flush|retry`: the operator's view of the
+//! outbound queue, read straight from the store (works while `serve` runs).
+
+use crate::app::App;
+use crate::cli::fmt_time;
+use crate::config::Config;
+use crate::store::{QueuedMessage, RecipientState};
+use anyhow::anyhow;
+use clap::Subcommand;
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum QueueCmd {
+    /// One line per queued message.
+    List,
+    /// Every recipient's state, attempts, next try and last reply.
+    Show { id: String },
+    /// Remove a message without delivering or bouncing it.
+    Delete { id: String },
+    /// Make every pending recipient due now.
+    Flush,
+    /// Make one message's pending recipients due now.
+    Retry { id: String },
+}
+
+fn state(s: RecipientState) -> &'static str {
+    match s {
+        RecipientState::Pending => "pending",
+        RecipientState::Delivered => "delivered",
+        RecipientState::Failed => "failed",
+    }
+}
+
+fn sender(m: &QueuedMessage) -> &str {
+    if m.sender.is_empty() {
+        "<>"
+    } else {
+        &m.sender
+    }
+}
+
+pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
+    let store = App::open_store(config)?;
+    match cmd {
+        QueueCmd::List => {
+            let list = store.queue.list()?;
+            for m in &list {
+                let pending = m
+                    .recipients
+                    .iter()
+                    .filter(|r| r.state == RecipientState::Pending)
+                    .count();
+                println!(
+                    "{}\t{}\t{} octets\t{}\t{}/{} pending",
+                    m.id,
+                    fmt_time(m.created),
+                    m.size,
+                    sender(m),
+                    pending,
+                    m.recipients.len()
+                );
+            }
+            println!("{} message(s) in the queue", list.len());
+        }
+        QueueCmd::Show { id } => {
+            let m = store
+                .queue
+                .get(&id)?
+                .ok_or_else(|| anyhow!("no queued message {id}"))?;
+            println!("id:       {}", m.id);
+            println!("from:     {}", sender(&m));
+            println!("queued:   {}", fmt_time(m.created));
+            println!("size:     {}", m.size);
+            for r in &m.recipients {
+                println!(
+                    "to:       {}\t{}\tattempts {}\tnext {}\t{}",
+                    r.address,
+                    state(r.state),
+                    r.attempts,
+                    if r.state == RecipientState::Pending {
+                        fmt_time(r.next_try)
+                    } else {
+                        "-".into()
+                    },
+                    r.last_reply.as_deref().unwrap_or("")
+                );
+            }
+        }
+        QueueCmd::Delete { id } => {
+            if !store.queue.remove(&id)? {
+                return Err(anyhow!("no queued message {id}"));
+            }
+            println!("deleted {id}");
+        }
+        QueueCmd::Flush => {
+            let n = store.queue.retry_now(None)?;
+            println!("{n} recipient(s) due now");
+        }
+        QueueCmd::Retry { id } => {
+            if store.queue.get(&id)?.is_none() {
+                return Err(anyhow!("no queued message {id}"));
+            }
+            let n = store.queue.retry_now(Some(&id))?;
+            println!("{n} recipient(s) of {id} due now");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,277 @@
+//! A client connection: plain TCP or TLS (implicit or after STLS/STARTTLS),
+//! with a line reader whose memory is bounded by the caller's limit.
+
+use bytes::{Buf, BytesMut};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsAcceptor;
+
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One line read from a client.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line {
+    /// The line without its terminator; `bare_lf` when it ended in LF alone.
+    Complete { bytes: BytesMut, bare_lf: bool },
+    /// Longer than the limit: the excess up to the next LF is discarded.
+    TooLong,
+    /// The peer closed the connection (a partial last line is dropped).
+    Eof,
+}
+
+pub struct Conn {
+    stream: Option<Stream>,
+    rbuf: BytesMut,
+    /// Still inside an overlong line: drop input up to its LF.
+    skipping: bool,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// After a failed TLS handshake the socket is gone.
+fn closed() -> io::Error {
+    io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed")
+}
+
+/// Read size; idle connections hold no more than this.
+const READ_CHUNK: usize = 1024;
+
+impl Conn {
+    pub fn new(tcp: TcpStream, peer: SocketAddr) -> Conn {
+        let local = tcp.local_addr().unwrap_or(peer);
+        let _ = tcp.set_nodelay(true);
+        Conn {
+            stream: Some(Stream::Plain(tcp)),
+            rbuf: BytesMut::new(),
+            skipping: false,
+            peer,
+            local,
+        }
+    }
+
+    fn stream(&mut self) -> io::Result<&mut Stream> {
+        self.stream.as_mut().ok_or_else(closed)
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.stream, Some(Stream::Tls(_)))
+    }
+
+    /// The negotiated TLS version and cipher, for Received headers.
+    pub fn tls_info(&self) -> Option<String> {
+        match &self.stream {
+            Some(Stream::Tls(s)) => {
+                let (_, c) = s.get_ref();
+                Some(format!(
+                    "{} {}",
+                    c.protocol_version()
+                        .map(|v| format!("{v:?}"))
+                        .unwrap_or_default(),
+                    c.negotiated_cipher_suite()
+                        .map(|s| format!("{:?}", s.suite()))
+                        .unwrap_or_default()
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes the client sent that were not read yet (pipelining).
+    pub fn has_buffered_input(&self) -> bool {
+        !self.rbuf.is_empty()
+    }
+
+    /// Reads one line of at most `max` octets (terminator excluded).
+    pub async fn read_line(&mut self, max: usize) -> io::Result<Line> {
+        loop {
+            if let Some(pos) = self.rbuf.iter().position(|&b| b == b'\n') {
+                if self.skipping {
+                    self.rbuf.advance(pos + 1);
+                    self.skipping = false;
+                    continue;
+                }
+                let mut line = self.rbuf.split_to(pos + 1);
+                line.truncate(pos);
+                let bare_lf = line.last() != Some(&b'\r');
+                if !bare_lf {
+                    line.truncate(pos - 1);
+                }
+                if self.rbuf.is_empty() && self.rbuf.capacity() > 16 * READ_CHUNK {
+                    self.rbuf = BytesMut::new();
+                }
+                if line.len() > max {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Complete {
+                    bytes: line,
+                    bare_lf,
+                });
+            }
+            if self.skipping {
+                self.rbuf.clear();
+            } else if self.rbuf.len() > max + 1 {
+                self.rbuf.clear();
+                self.skipping = true;
+                return Ok(Line::TooLong);
+            }
+            self.rbuf.reserve(READ_CHUNK);
+            let stream = self.stream.as_mut().ok_or_else(closed)?;
+            if stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Ok(Line::Eof);
+            }
+        }
+    }
+
+    /// Reads up to `max` raw octets (already-buffered ones first); empty at EOF.
+    pub async fn read_some(&mut self, max: usize) -> io::Result<BytesMut> {
+        if self.rbuf.is_empty() {
+            self.rbuf.reserve(max.min(64 * 1024));
+            let stream = self.stream.as_mut().ok_or_else(closed)?;
+            if stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Ok(BytesMut::new());
+            }
+        }
+        let n = self.rbuf.len().min(max);
+        Ok(self.rbuf.split_to(n))
+    }
+
+    pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        let stream = self.stream()?;
+        stream.write_all(data).await?;
+        stream.flush().await
+    }
+
+    /// Writes without flushing (for streaming a message in chunks).
+    pub async fn write_buffered(&mut self, data: &[u8]) -> io::Result<()> {
+        self.stream()?.write_all(data).await
+    }
+
+    pub async fn flush(&mut self) -> io::Result<()> {
+        self.stream()?.flush().await
+    }
+
+    /// STLS / STARTTLS: the handshake on the same socket. Input the client
+    /// pipelined after the command is discarded (RFC 3207 4, RFC 2595 4):
+    /// it was sent in the clear and must not be taken as protected.
+    pub async fn start_tls(&mut self, acceptor: &TlsAcceptor) -> io::Result<()> {
+        self.rbuf.clear();
+        self.skipping = false;
+        match self.stream.take() {
+            Some(Stream::Plain(tcp)) => {
+                let tls = acceptor.accept(tcp).await?;
+                self.stream = Some(Stream::Tls(Box::new(tls)));
+                Ok(())
+            }
+            other => {
+                self.stream = other;
+                Err(io::Error::other("TLS is already active"))
+            }
+        }
+    }
+
+    pub async fn shutdown(&mut self) {
+        if let Ok(s) = self.stream() {
+            let _ = s.shutdown().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    async fn pair() -> (Conn, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, peer) = l.accept().await.unwrap();
+        (Conn::new(server, peer), client)
+    }
+
+    #[tokio::test]
+    async fn lines_crlf_bare_lf_too_long_eof() {
+        let (mut conn, mut client) = pair().await;
+        client
+            .write_all(b"USER a\r\nNOOP\nxxxxxxxxxxxxxxxxxxxx\r\nQUIT\r\npartial")
+            .await
+            .unwrap();
+        client.shutdown().await.unwrap();
+        let line = |s: &str, bare_lf| Line::Complete {
+            bytes: BytesMut::from(s),
+            bare_lf,
+        };
+        assert_eq!(conn.read_line(10).await.unwrap(), line("USER a", false));
+        assert_eq!(conn.read_line(10).await.unwrap(), line("NOOP", true));
+        assert_eq!(conn.read_line(10).await.unwrap(), Line::TooLong);
+        assert_eq!(conn.read_line(10).await.unwrap(), line("QUIT", false));
+        assert_eq!(conn.read_line(10).await.unwrap(), Line::Eof);
+    }
+
+    #[tokio::test]
+    async fn overlong_line_memory_is_bounded() {
+        let (mut conn, mut client) = pair().await;
+        let writer = tokio::spawn(async move {
+            let junk = vec![b'x'; 64 * 1024];
+            for _ in 0..32 {
+                client.write_all(&junk).await.unwrap();
+            }
+            client.write_all(b"\r\nNOOP\r\n").await.unwrap();
+        });
+        assert_eq!(conn.read_line(100).await.unwrap(), Line::TooLong);
+        assert!(conn.rbuf.capacity() < 256 * 1024);
+        assert_eq!(
+            conn.read_line(100).await.unwrap(),
+            Line::Complete {
+                bytes: BytesMut::from("NOOP"),
+                bare_lf: false
+            }
+        );
+        assert!(conn.rbuf.capacity() < 256 * 1024);
+        writer.await.unwrap();
+    }
+}

@@ -1,0 +1,73 @@
+//! `betomail serve`: binds every configured listener, runs the protocol
+//! servers and the background tasks side by side until SIGINT/SIGTERM.
+
+use crate::app::App;
+use crate::config::Protocol;
+use anyhow::Context;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::net::TcpListener;
+
+pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let mut bound = Vec::new();
+    for l in &app.config.listeners {
+        let tcp = TcpListener::bind(l.bind)
+            .await
+            .with_context(|| format!("listener `{}`: cannot bind {}", l.name, l.bind))?;
+        bound.push((l.clone(), tcp));
+    }
+    println!(
+        "betomail {} serving {} (data in {})",
+        env!("CARGO_PKG_VERSION"),
+        app.config.hostname,
+        app.config.data_dir().display()
+    );
+    for (l, tcp) in bound {
+        let addr = tcp.local_addr()?;
+        println!(
+            "  {:<8} {:<5} {:<22} tls={:?}",
+            l.name,
+            format!("{:?}", l.protocol).to_lowercase(),
+            addr,
+            l.tls_mode()
+        );
+        let app = app.clone();
+        match l.protocol {
+            Protocol::Pop3 => tokio::spawn(crate::pop3::server::run(app, l, tcp)),
+            Protocol::Smtp => tokio::spawn(crate::smtp::server::run(app, l, tcp)),
+            Protocol::Http => tokio::spawn(crate::web::run(app, l, tcp)),
+        };
+    }
+    println!("add an account: betomail user add NAME   (then read mail with any POP3 client)");
+    tokio::spawn(purge_grants(app.clone()));
+    tokio::spawn(crate::delivery::outbound::run(app.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Expired POP-before-SMTP grants are removed every minute (SEED-9).
+async fn purge_grants(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        match app
+            .store
+            .run(|s| s.grants.purge(SystemTime::now()))
+            .await
+        {
+            Ok(n) if n > 0 => tracing::debug!(purged = n, "expired relay grants"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "purging grants failed"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,3 @@
+//! The SMTP service (RFC 5321 and its ESMTP extensions).
+
+pub mod server;
