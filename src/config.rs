@@ -380,7 +380,7 @@ impl Config {
             if !names.insert(l.name.as_str()) {
                 return bad(&key("name"), "another listener has this name");
             }
-            if !binds.insert(l.bind) {
+            if l.bind.port() != 0 && !binds.insert(l.bind) {
                 return bad(&key("bind"), "another listener binds this address");
             }
             if l.protocol != Protocol::Smtp && !l.relay_by.is_empty() {

@@ -3,12 +3,13 @@
 //! one hickory resolver pointed at the configured nameservers.
 
 use crate::config::{DnsConfig, FcrdnsMode, OnDnsError};
-use hickory_resolver::config::{
-    LookupIpStrategy, NameServerConfig, Protocol, ResolverConfig, ResolverOpts,
-};
+use futures_util::StreamExt;
+use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, Protocol, ResolverOpts};
 use hickory_resolver::error::{ResolveError, ResolveErrorKind};
-use hickory_resolver::proto::op::ResponseCode;
-use hickory_resolver::TokioAsyncResolver;
+use hickory_resolver::name_server::{GenericConnector, NameServerPool, TokioRuntimeProvider};
+use hickory_resolver::proto::op::{Query, ResponseCode};
+use hickory_resolver::proto::rr::{Name, RData, RecordType};
+use hickory_resolver::proto::xfer::{DnsHandle, DnsRequestOptions};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -133,8 +134,12 @@ pub enum MxAnswer {
 #[error("DNS lookup failed temporarily: {0}")]
 pub struct TempDnsError(pub String);
 
+/// Queries go to the nameservers directly, not through hickory's caching
+/// resolver: that one answers every 127.0.0.0/8 PTR with "localhost"
+/// (RFC 6761), and betomail must see what the DNS says for each client.
 pub struct Dns {
-    resolver: TokioAsyncResolver,
+    pool: NameServerPool<GenericConnector<TokioRuntimeProvider>>,
+    timeout: Duration,
     cache: Mutex<HashMap<IpAddr, (Instant, FcrdnsReport)>>,
     cache_ttl: Duration,
     max_ptr: usize,
@@ -165,34 +170,130 @@ fn classify<T>(r: Result<T, ResolveError>) -> Lookup<T> {
     }
 }
 
+fn absolute(name: &str) -> Option<Name> {
+    Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).ok()
+}
+
+fn reverse_name(ip: IpAddr) -> Name {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            Name::from_ascii(format!("{}.{}.{}.{}.in-addr.arpa.", o[3], o[2], o[1], o[0]))
+                .expect("a valid reverse name")
+        }
+        IpAddr::V6(v6) => {
+            let mut s = String::new();
+            for b in v6.octets().iter().rev() {
+                s += &format!("{:x}.{:x}.", b & 0xf, b >> 4);
+            }
+            Name::from_ascii(format!("{s}ip6.arpa.")).expect("a valid reverse name")
+        }
+    }
+}
+
 impl Dns {
     pub fn new(cfg: &DnsConfig) -> Result<Dns, TempDnsError> {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_millis(cfg.timeout_ms);
         opts.attempts = 1;
-        opts.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
-        opts.ndots = 0;
-        let resolver = if cfg.nameservers.is_empty() {
-            let (conf, mut sys_opts) = hickory_resolver::system_conf::read_system_conf()
+        let servers = if cfg.nameservers.is_empty() {
+            let (conf, _) = hickory_resolver::system_conf::read_system_conf()
                 .map_err(|e| TempDnsError(format!("reading the system resolver: {e}")))?;
-            sys_opts.timeout = opts.timeout;
-            sys_opts.ip_strategy = opts.ip_strategy;
-            TokioAsyncResolver::tokio(conf, sys_opts)
+            NameServerConfigGroup::from(conf.name_servers().to_vec())
         } else {
-            let mut conf = ResolverConfig::new();
-            for ns in &cfg.nameservers {
-                conf.add_name_server(NameServerConfig::new(*ns, Protocol::Udp));
-            }
-            // Only the configured servers answer: /etc/hosts would shadow them.
-            opts.use_hosts_file = false;
-            TokioAsyncResolver::tokio(conf, opts)
+            NameServerConfigGroup::from(
+                cfg.nameservers
+                    .iter()
+                    .flat_map(|ns| {
+                        // UDP, and TCP for truncated answers.
+                        [
+                            NameServerConfig::new(*ns, Protocol::Udp),
+                            NameServerConfig::new(*ns, Protocol::Tcp),
+                        ]
+                    })
+                    .collect::<Vec<_>>(),
+            )
         };
+        let pool = NameServerPool::from_config(
+            servers,
+            opts,
+            GenericConnector::new(TokioRuntimeProvider::new()),
+        );
         Ok(Dns {
-            resolver,
+            pool,
+            timeout: Duration::from_millis(cfg.timeout_ms),
             cache: Mutex::new(HashMap::new()),
             cache_ttl: Duration::from_secs(cfg.cache_seconds),
             max_ptr: cfg.max_ptr_names.max(1),
         })
+    }
+
+    /// One query; the records of the asked type in the answer.
+    async fn query(&self, name: Name, rtype: RecordType) -> Lookup<Vec<RData>> {
+        let mut q = Query::query(name, rtype);
+        q.set_query_class(hickory_resolver::proto::rr::DNSClass::IN);
+        let mut opts = DnsRequestOptions::default();
+        opts.use_edns = true;
+        let mut stream = self.pool.lookup(q, opts);
+        // The pool's own timeout is per server; this bounds the whole query.
+        let first = tokio::time::timeout(self.timeout * 2, stream.next()).await;
+        let response = match first {
+            Err(_) => return Lookup::Temp("timeout".into()),
+            Ok(None) => return Lookup::Temp("no response".into()),
+            Ok(Some(r)) => r,
+        };
+        match classify(response) {
+            Lookup::Found(resp) => {
+                if resp.response_code() == ResponseCode::NXDomain {
+                    return Lookup::NoRecords { nxdomain: true };
+                }
+                if resp.response_code() != ResponseCode::NoError {
+                    return Lookup::Temp(resp.response_code().to_string());
+                }
+                let records: Vec<RData> = resp
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .filter_map(|r| r.data().cloned())
+                    .collect();
+                if records.is_empty() {
+                    Lookup::NoRecords { nxdomain: false }
+                } else {
+                    Lookup::Found(records)
+                }
+            }
+            Lookup::NoRecords { nxdomain } => Lookup::NoRecords { nxdomain },
+            Lookup::Temp(e) => Lookup::Temp(e),
+        }
+    }
+
+    /// A and AAAA of an absolute name, queried together.
+    async fn query_addrs(&self, name: Name) -> Lookup<Vec<IpAddr>> {
+        let (a, aaaa) = tokio::join!(
+            self.query(name.clone(), RecordType::A),
+            self.query(name, RecordType::AAAA)
+        );
+        let mut addrs = Vec::new();
+        let mut temp = None;
+        let mut nxdomain = false;
+        for l in [a, aaaa] {
+            match l {
+                Lookup::Found(rs) => addrs.extend(rs.into_iter().filter_map(|r| match r {
+                    RData::A(a) => Some(IpAddr::V4(a.0)),
+                    RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+                    _ => None,
+                })),
+                Lookup::NoRecords { nxdomain: nx } => nxdomain |= nx,
+                Lookup::Temp(e) => temp = Some(e),
+            }
+        }
+        if !addrs.is_empty() {
+            Lookup::Found(addrs)
+        } else if let Some(e) = temp {
+            Lookup::Temp(e)
+        } else {
+            Lookup::NoRecords { nxdomain }
+        }
     }
 
     /// SEED-8's check, cached per IP (temporary failures are not cached).
@@ -230,10 +331,13 @@ impl Dns {
             forward: BTreeMap::new(),
             verdict: Verdict::NoPtr,
         };
-        let names: Vec<String> = match classify(self.resolver.reverse_lookup(ip).await) {
+        let names: Vec<String> = match self.query(reverse_name(ip), RecordType::PTR).await {
             Lookup::Found(l) => l
                 .iter()
-                .map(|n| n.to_utf8().trim_end_matches('.').to_string())
+                .filter_map(|r| match r {
+                    RData::PTR(p) => Some(p.0.to_utf8().trim_end_matches('.').to_string()),
+                    _ => None,
+                })
                 .collect(),
             Lookup::NoRecords { .. } => return report,
             Lookup::Temp(e) => {
@@ -249,8 +353,11 @@ impl Dns {
         let mut temp = false;
         let mut any_forward = false;
         for name in report.ptr.iter().take(self.max_ptr) {
-            let fqdn = format!("{name}.");
-            match classify(self.resolver.lookup_ip(fqdn.as_str()).await) {
+            let Some(fqdn) = absolute(name) else {
+                report.forward.insert(name.clone(), Vec::new());
+                continue;
+            };
+            match self.query_addrs(fqdn).await {
                 Lookup::Found(l) => {
                     let addrs: Vec<IpAddr> = l.iter().map(|a| a.to_canonical()).collect();
                     any_forward |= !addrs.is_empty();
@@ -282,14 +389,17 @@ impl Dns {
 
     /// MX hosts of `domain` for delivery (RFC 5321 5.1, RFC 7505).
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, TempDnsError> {
-        let fqdn = format!("{}.", domain.trim_end_matches('.'));
-        match classify(self.resolver.mx_lookup(fqdn.as_str()).await) {
+        let fqdn = absolute(domain).ok_or_else(|| TempDnsError(format!("bad domain {domain}")))?;
+        match self.query(fqdn, RecordType::MX).await {
             Lookup::Found(l) => {
                 let mut hosts: Vec<MxHost> = l
                     .iter()
-                    .map(|mx| MxHost {
-                        preference: mx.preference(),
-                        host: mx.exchange().to_utf8().trim_end_matches('.').to_string(),
+                    .filter_map(|r| match r {
+                        RData::MX(mx) => Some(MxHost {
+                            preference: mx.preference(),
+                            host: mx.exchange().to_utf8().trim_end_matches('.').to_string(),
+                        }),
+                        _ => None,
                     })
                     .collect();
                 if hosts.len() == 1 && hosts[0].host.is_empty() {
@@ -312,9 +422,9 @@ impl Dns {
         if let Ok(ip) = host.parse::<IpAddr>() {
             return Ok(vec![ip]);
         }
-        let fqdn = format!("{}.", host.trim_end_matches('.'));
-        match classify(self.resolver.lookup_ip(fqdn.as_str()).await) {
-            Lookup::Found(l) => Ok(l.iter().collect()),
+        let fqdn = absolute(host).ok_or_else(|| TempDnsError(format!("bad host name {host}")))?;
+        match self.query_addrs(fqdn).await {
+            Lookup::Found(l) => Ok(l),
             Lookup::NoRecords { .. } => Ok(Vec::new()),
             Lookup::Temp(e) => Err(TempDnsError(e)),
         }

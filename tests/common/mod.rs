@@ -1,0 +1,474 @@
+//! End-to-end test harness: starts the real `betomail` binary on ephemeral
+//! loopback ports in a temporary data dir, and a real DNS server (dnsmasq)
+//! on loopback with the records a test needs.
+#![allow(dead_code)] // each test file uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_betomail");
+
+/// The usual listener set of the SPEC's example, all on port 0.
+pub const LISTENERS: &str = r#"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+plaintext_auth = true
+grants_relay = true
+
+[[listener]]
+name = "pop2"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+plaintext_auth = true
+
+[[listener]]
+name = "pop3s"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+tls = "implicit"
+
+[[listener]]
+name = "mx"
+protocol = "smtp"
+bind = "127.0.0.1:0"
+relay_by = []
+
+[[listener]]
+name = "smtp"
+protocol = "smtp"
+bind = "127.0.0.1:0"
+relay_by = ["pop-before-smtp"]
+
+[[listener]]
+name = "smtpa"
+protocol = "smtp"
+bind = "127.0.0.1:0"
+relay_by = ["auth"]
+plaintext_auth = true
+
+[[listener]]
+name = "web"
+protocol = "http"
+bind = "127.0.0.1:0"
+"#;
+
+pub struct TestServer {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    addrs: HashMap<String, SocketAddr>,
+    /// Lines the server printed to stderr, collected in the background.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TestServer {
+    /// `head` is TOML placed before the listeners (top-level keys and
+    /// tables); `listeners` is the `[[listener]]` list (e.g. [`LISTENERS`]).
+    /// `data_dir`, `hostname` and `local_domains` are set unless `head` does.
+    pub fn start(head: &str, listeners: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut text = String::new();
+        if !head.contains("data_dir") {
+            text += &format!("data_dir = {:?}\n", dir.path().join("data"));
+        }
+        if !head.contains("hostname") {
+            text += "hostname = \"mail.be.test\"\n";
+        }
+        if !head.contains("local_domains") {
+            text += "local_domains = [\"be.test\"]\n";
+        }
+        text += head;
+        text += "\n";
+        text += listeners;
+        let config = dir.path().join("betomail.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut s = TestServer {
+            child: None,
+            dir,
+            config,
+            addrs: HashMap::new(),
+            log: Default::default(),
+        };
+        s.spawn();
+        s
+    }
+
+    /// The SPEC's listener set with defaults.
+    pub fn start_default() -> TestServer {
+        Self::start("", LISTENERS)
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(BIN)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("serve")
+            .env("BETOMAIL_LOG", "debug")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting betomail serve");
+        let stdout = child.stdout.take().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = self.log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                log.lock().unwrap().push(line);
+            }
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut addrs = HashMap::new();
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                // "  <name> <protocol> <addr> tls=<mode>"
+                let words: Vec<&str> = line.split_whitespace().collect();
+                if line.starts_with("  ") && words.len() >= 3 {
+                    if let Ok(a) = words[2].parse::<SocketAddr>() {
+                        addrs.insert(words[0].to_string(), a);
+                    }
+                }
+                if line.starts_with("add an account") {
+                    let _ = tx.send(addrs.clone());
+                }
+                line.clear();
+            }
+            let _ = tx.send(addrs);
+        });
+        self.addrs = rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log_text()));
+        if self.addrs.is_empty() {
+            panic!("server printed no listeners; log:\n{}", self.log_text());
+        }
+        self.child = Some(child);
+    }
+
+    pub fn addr(&self, listener: &str) -> SocketAddr {
+        *self
+            .addrs
+            .get(listener)
+            .unwrap_or_else(|| panic!("no listener {listener}"))
+    }
+
+    pub fn port(&self, listener: &str) -> u16 {
+        self.addr(listener).port()
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Runs `betomail --config <ours> ARGS` with `stdin`.
+    pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
+        cli_with_config(&self.config, args, stdin)
+    }
+
+    pub fn add_user(&self, name: &str, password: &str) {
+        let out = self.cli(
+            &["user", "add", name, "--password-stdin"],
+            password.as_bytes(),
+        );
+        assert!(out.status.success(), "user add: {out:?}");
+    }
+
+    pub fn deliver(&self, to: &str, message: &[u8]) {
+        let out = self.cli(&["deliver", "--to", to], message);
+        assert!(out.status.success(), "deliver: {out:?}");
+    }
+
+    /// SIGKILL: no chance to clean up, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe_sigterm(c.id());
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts again on the same config and data (ports change when 0).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+}
+
+fn unsafe_sigterm(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!("--- betomail log ---\n{}", self.log_text());
+        }
+    }
+}
+
+pub fn cli_with_config(config: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running betomail");
+    let mut input = child.stdin.take().unwrap();
+    let data = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+/// A TCP connection from a chosen loopback source address (127.0.0.x plays
+/// a different client host).
+pub fn connect_from(source: &str, to: SocketAddr) -> TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let src: SocketAddr = format!("{source}:0").parse().unwrap();
+    sock.bind(&src.into()).unwrap();
+    sock.connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s
+}
+
+/// A line-oriented client for raw protocol tests.
+pub struct Client {
+    pub reader: BufReader<TcpStream>,
+    pub stream: TcpStream,
+}
+
+impl Client {
+    pub fn connect(to: SocketAddr) -> Client {
+        Self::connect_from("127.0.0.1", to)
+    }
+
+    pub fn connect_from(source: &str, to: SocketAddr) -> Client {
+        let stream = connect_from(source, to);
+        Client {
+            reader: BufReader::new(stream.try_clone().unwrap()),
+            stream,
+        }
+    }
+
+    /// One reply line, without CRLF ("" at EOF).
+    pub fn line(&mut self) -> String {
+        let mut buf = Vec::new();
+        self.reader.read_until(b'\n', &mut buf).unwrap_or(0);
+        String::from_utf8_lossy(&buf)
+            .trim_end_matches(['\r', '\n'])
+            .to_string()
+    }
+
+    pub fn send(&mut self, data: &str) {
+        self.stream.write_all(data.as_bytes()).unwrap();
+    }
+
+    pub fn send_bytes(&mut self, data: &[u8]) {
+        self.stream.write_all(data).unwrap();
+    }
+
+    /// Sends `cmd` + CRLF and returns the first reply line.
+    pub fn cmd(&mut self, cmd: &str) -> String {
+        self.send(&format!("{cmd}\r\n"));
+        self.line()
+    }
+
+    /// Lines up to the POP3 multi-line terminator "." (not included).
+    pub fn multiline(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let l = self.line();
+            if l == "." {
+                return out;
+            }
+            out.push(l);
+        }
+    }
+
+    /// An SMTP reply: all its lines, the last without '-'.
+    pub fn smtp_reply(&mut self) -> Vec<String> {
+        let mut out = Vec::new();
+        loop {
+            let l = self.line();
+            let more = l.as_bytes().get(3) == Some(&b'-');
+            out.push(l);
+            if !more {
+                return out;
+            }
+        }
+    }
+
+    /// True when the server has closed the connection.
+    pub fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.reader.read(&mut b), Ok(0))
+    }
+}
+
+/// dnsmasq on a loopback port, authoritative for `.test` and
+/// `127.in-addr.arpa`, answering only from the records it is given.
+pub struct Dnsmasq {
+    child: Child,
+    pub addr: SocketAddr,
+    _dir: tempfile::TempDir,
+    /// Queries forwarded here are never answered (a timing-out DNS server).
+    _blackhole: UdpSocket,
+}
+
+impl Dnsmasq {
+    /// `records` are dnsmasq option lines, e.g. `host-record=ok.test,127.0.0.2`
+    /// or `ptr-record=3.0.0.127.in-addr.arpa,bad.test`. Reverse zones listed
+    /// in `timeouts` (e.g. `9.0.0.127.in-addr.arpa`) never get an answer.
+    pub fn start(records: &[&str], timeouts: &[&str]) -> Dnsmasq {
+        let dir = tempfile::tempdir().unwrap();
+        let blackhole = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let hole = blackhole.local_addr().unwrap().port();
+        let mut conf = String::from("local=/test/\nlocal=/127.in-addr.arpa/\n");
+        for r in records {
+            conf += r;
+            conf += "\n";
+        }
+        for t in timeouts {
+            conf += &format!("server=/{t}/127.0.0.1#{hole}\n");
+        }
+        let conf_path = dir.path().join("dnsmasq.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let port = free_udp_port();
+        let child = Command::new(dnsmasq_path())
+            .args([
+                "--keep-in-foreground",
+                "--no-resolv",
+                "--no-hosts",
+                "--no-poll",
+                "--bind-interfaces",
+                "--listen-address=127.0.0.1",
+                "--user=root",
+                "--pid-file=",
+                "--cache-size=0",
+                "--log-queries",
+                "--log-facility=-",
+            ])
+            .arg(format!("--port={port}"))
+            .arg(format!("--conf-file={}", conf_path.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting dnsmasq (apt-get install dnsmasq-base)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let d = Dnsmasq {
+            child,
+            addr,
+            _dir: dir,
+            _blackhole: blackhole,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn wait_ready(&self) {
+        // A minimal query for "x.test A"; any answer means it is up.
+        let q: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01";
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let _ = sock.send_to(q, self.addr);
+            let mut buf = [0u8; 512];
+            if sock.recv_from(&mut buf).is_ok() {
+                return;
+            }
+        }
+        panic!("dnsmasq did not answer on {}", self.addr);
+    }
+
+    /// The `[dns]` table pointing betomail at this server.
+    pub fn config(&self, timeout_ms: u64) -> String {
+        format!(
+            "[dns]\nnameservers = [\"{}\"]\ntimeout_ms = {timeout_ms}\n",
+            self.addr
+        )
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn dnsmasq_path() -> &'static str {
+    if Path::new("/usr/sbin/dnsmasq").exists() {
+        "/usr/sbin/dnsmasq"
+    } else {
+        "dnsmasq"
+    }
+}
+
+pub fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs a Python script (with args) and returns its output; panics with
+/// the output on failure.
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("python3");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "python failed:\n{text}");
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Polls `f` until it is true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
