@@ -17,6 +17,9 @@ pub struct App {
     pub tls: TlsAcceptor,
     /// Identifies this process in lock owners: `<hostname>/<pid>`.
     pub node: String,
+    /// Wakes the queue runner when a message was queued (SPEC: outbound
+    /// delivery is tried at once after queueing).
+    pub queue_wakeup: tokio::sync::Notify,
 }
 
 impl App {
@@ -46,6 +49,7 @@ impl App {
             auth,
             tls,
             node,
+            queue_wakeup: tokio::sync::Notify::new(),
         }))
     }
 }

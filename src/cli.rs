@@ -83,9 +83,13 @@ enum UserCmd {
         password_stdin: bool,
     },
     /// Delete an account and its mailbox.
-    Del { name: String },
+    Del {
+        name: String,
+    },
     List,
-    Show { name: String },
+    Show {
+        name: String,
+    },
     /// Set the APOP / CRAM-MD5 shared secret (stdin), or remove it with --clear.
     Secret {
         name: String,
@@ -102,15 +106,21 @@ enum UserCmd {
         #[arg(long, conflicts_with = "password_stdin")]
         clear: bool,
     },
-    Disable { name: String },
-    Enable { name: String },
+    Disable {
+        name: String,
+    },
+    Enable {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
 enum LockCmd {
     List,
     /// Remove an account's lock (a session holding it loses it).
-    Clear { name: String },
+    Clear {
+        name: String,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -223,7 +233,9 @@ pub fn add_account(
     password: Option<&str>,
 ) -> anyhow::Result<Option<String>> {
     if !valid_account_name(name) {
-        bail!("account name {name:?} must be 1-64 of a-z 0-9 . _ - starting with a letter or digit");
+        bail!(
+            "account name {name:?} must be 1-64 of a-z 0-9 . _ - starting with a letter or digit"
+        );
     }
     let address = match address {
         Some(a) => a.to_ascii_lowercase(),
@@ -259,8 +271,13 @@ fn user(cmd: UserCmd, config: &Config) -> anyhow::Result<ExitCode> {
                 .password_stdin
                 .then(|| read_stdin_secret("password"))
                 .transpose()?;
-            let generated =
-                add_account(&store, config, &name, address.as_deref(), password.as_deref())?;
+            let generated = add_account(
+                &store,
+                config,
+                &name,
+                address.as_deref(),
+                password.as_deref(),
+            )?;
             if admin {
                 store.accounts.set_admin(&name, true)?;
             }

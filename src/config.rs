@@ -333,7 +333,10 @@ impl Config {
             })
         };
         if self.hostname.is_empty() || !self.hostname.bytes().all(is_hostname_byte) {
-            return bad("hostname", "must be a host name (letters, digits, '-', '.')");
+            return bad(
+                "hostname",
+                "must be a host name (letters, digits, '-', '.')",
+            );
         }
         if self.local_domains.is_empty() {
             return bad("local_domains", "needs at least one domain");
@@ -660,8 +663,8 @@ relay_by = ["pop-before-smtp"]
         let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\n").unwrap_err();
         assert!(e.reason.contains("bind"), "{e}");
 
-        let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\nbind='nope'\n")
-            .unwrap_err();
+        let e =
+            Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\nbind='nope'\n").unwrap_err();
         assert_eq!(e.key, "listener[0].bind");
 
         let two = "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\n\

@@ -51,11 +51,7 @@ async fn purge_grants(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_secs(60));
     loop {
         tick.tick().await;
-        match app
-            .store
-            .run(|s| s.grants.purge(SystemTime::now()))
-            .await
-        {
+        match app.store.run(|s| s.grants.purge(SystemTime::now())).await {
             Ok(n) if n > 0 => tracing::debug!(purged = n, "expired relay grants"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "purging grants failed"),

@@ -49,12 +49,11 @@ fn write_private(path: &Path, data: &[u8]) -> anyhow::Result<()> {
 
 pub fn acceptor(cfg: &Config) -> anyhow::Result<TlsAcceptor> {
     let (cert_path, key_path) = cert_paths(cfg)?;
-    let certs: Vec<CertificateDer<'static>> =
-        rustls_pemfile::certs(&mut std::io::BufReader::new(
-            std::fs::File::open(&cert_path).context("opening tls.cert")?,
-        ))
-        .collect::<Result<_, _>>()
-        .context("reading tls.cert")?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut std::io::BufReader::new(
+        std::fs::File::open(&cert_path).context("opening tls.cert")?,
+    ))
+    .collect::<Result<_, _>>()
+    .context("reading tls.cert")?;
     if certs.is_empty() {
         return Err(anyhow!("config key `tls.cert`: no certificate in the file"));
     }

@@ -32,14 +32,21 @@ fn run(cfg: &std::path::Path, args: &[&str], stdin: &str) -> (bool, String) {
 #[test]
 fn user_lifecycle() {
     let (_d, cfg) = config();
-    let (ok, out) = run(&cfg, &["user", "add", "btm0001", "--password-stdin"], "pw\n");
+    let (ok, out) = run(
+        &cfg,
+        &["user", "add", "btm0001", "--password-stdin"],
+        "pw\n",
+    );
     assert!(ok, "{out}");
     assert!(out.contains("btm0001@be.test"), "{out}");
     assert!(!out.contains("password:"), "{out}");
 
     let (ok, out) = run(&cfg, &["user", "add", "btm0002"], "");
     assert!(ok, "{out}");
-    let generated = out.lines().find_map(|l| l.strip_prefix("password: ")).unwrap();
+    let generated = out
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .unwrap();
     assert_eq!(generated.len(), 16);
 
     let (ok, out) = run(&cfg, &["user", "add", "btm0001", "--password-stdin"], "x");
@@ -48,25 +55,46 @@ fn user_lifecycle() {
     assert!(!ok, "{out}");
     let (ok, out) = run(
         &cfg,
-        &["user", "add", "x1", "--address", "x1@elsewhere.test", "--password-stdin"],
+        &[
+            "user",
+            "add",
+            "x1",
+            "--address",
+            "x1@elsewhere.test",
+            "--password-stdin",
+        ],
         "x",
     );
     assert!(!ok && out.contains("not at a local domain"), "{out}");
 
-    let (ok, _) = run(&cfg, &["user", "passwd", "btm0001", "--password-stdin"], "new\n");
+    let (ok, _) = run(
+        &cfg,
+        &["user", "passwd", "btm0001", "--password-stdin"],
+        "new\n",
+    );
     assert!(ok);
-    let (ok, _) = run(&cfg, &["user", "secret", "btm0001", "--secret-stdin"], "tanstaaf\n");
+    let (ok, _) = run(
+        &cfg,
+        &["user", "secret", "btm0001", "--secret-stdin"],
+        "tanstaaf\n",
+    );
     assert!(ok);
     let (ok, out) = run(&cfg, &["user", "smtp-password", "btm0001"], "");
     assert!(ok && out.contains("smtp password: "), "{out}");
     let (ok, out) = run(&cfg, &["user", "list"], "");
     assert!(ok);
     let line = out.lines().find(|l| l.starts_with("btm0001")).unwrap();
-    assert!(line.contains("secret") && line.contains("smtp-password"), "{line}");
+    assert!(
+        line.contains("secret") && line.contains("smtp-password"),
+        "{line}"
+    );
     // The secret is never shown again.
     assert!(!out.contains("tanstaaf"));
     let (ok, out) = run(&cfg, &["user", "show", "btm0001@be.test"], "");
-    assert!(ok && out.contains("apop/cram-md5:  yes") && !out.contains("tanstaaf"), "{out}");
+    assert!(
+        ok && out.contains("apop/cram-md5:  yes") && !out.contains("tanstaaf"),
+        "{out}"
+    );
 
     let (ok, _) = run(&cfg, &["user", "del", "btm0002"], "");
     assert!(ok);
@@ -90,7 +118,10 @@ fn deliver_exit_codes_and_crlf() {
     let files: Vec<_> = std::fs::read_dir(&new).unwrap().collect();
     assert_eq!(files.len(), 1);
     let text = std::fs::read(files[0].as_ref().unwrap().path()).unwrap();
-    assert_eq!(text, b"Return-Path: <s@x.test>\r\nSubject: t\r\n\r\nbody\r\n");
+    assert_eq!(
+        text,
+        b"Return-Path: <s@x.test>\r\nSubject: t\r\n\r\nbody\r\n"
+    );
 
     let out = cli_with_config(&cfg, &["deliver", "--to", "ghost@be.test"], b"x\n");
     assert_eq!(out.status.code(), Some(67));
@@ -108,7 +139,10 @@ fn bad_config_names_the_key() {
     let out = cli_with_config(&cfg, &["serve"], b"");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("listener[0].tls") && err.contains("sometimes"), "{err}");
+    assert!(
+        err.contains("listener[0].tls") && err.contains("sometimes"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
 
     let out = cli_with_config(&dir.path().join("missing.toml"), &["user", "list"], b"");

@@ -54,7 +54,10 @@ fn verdicts_for_each_kind_of_host() {
     assert_eq!(v["refused"], true);
     assert_eq!(v["forward"]["bad.test"][0], "127.0.0.99");
     let reason = v["reason"].as_str().unwrap();
-    assert!(reason.contains("127.0.0.3") && reason.contains("bad.test"), "{reason}");
+    assert!(
+        reason.contains("127.0.0.3") && reason.contains("bad.test"),
+        "{reason}"
+    );
 
     let v = check(&dns, "127.0.0.4", 2000);
     assert_eq!(v["verdict"], "no-forward", "{v}");
@@ -85,7 +88,12 @@ fn text_output_names_listeners() {
     let cfg = dir.path().join("b.toml");
     std::fs::write(
         &cfg,
-        format!("data_dir = {:?}\n{}\n{}", dir.path().join("d"), dns.config(2000), LISTENERS),
+        format!(
+            "data_dir = {:?}\n{}\n{}",
+            dir.path().join("d"),
+            dns.config(2000),
+            LISTENERS
+        ),
     )
     .unwrap();
     let out = cli_with_config(&cfg, &["check-dns", "127.0.0.3"], b"");

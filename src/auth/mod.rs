@@ -70,9 +70,15 @@ pub fn cram_md5_digest(secret: &str, challenge: &str) -> String {
 pub enum Credential {
     Password(String),
     /// RFC 1939 APOP: the greeting's timestamp and the client's digest.
-    Apop { timestamp: String, digest: String },
+    Apop {
+        timestamp: String,
+        digest: String,
+    },
     /// RFC 2195 CRAM-MD5: our challenge and the client's hex digest.
-    CramMd5 { challenge: String, digest: String },
+    CramMd5 {
+        challenge: String,
+        digest: String,
+    },
 }
 
 /// Which service asks: SMTP AUTH may use the separate SMTP password (SEED-3).
@@ -231,7 +237,10 @@ mod tests {
     #[test]
     fn rfc2195_cram_md5_example() {
         assert_eq!(
-            cram_md5_digest("tanstaaftanstaaf", "<1896.697170952@postoffice.reston.mci.net>"),
+            cram_md5_digest(
+                "tanstaaftanstaaf",
+                "<1896.697170952@postoffice.reston.mci.net>"
+            ),
             "b913a602c7eda7a495b4e6e7334d3890"
         );
     }

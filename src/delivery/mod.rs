@@ -2,5 +2,5 @@
 //! remote hosts through the queue (`outbound`).
 
 pub mod local;
-pub mod queue_cli;
 pub mod outbound;
+pub mod queue_cli;

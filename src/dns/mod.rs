@@ -159,7 +159,10 @@ fn classify<T>(r: Result<T, ResolveError>) -> Lookup<T> {
         Ok(v) => Lookup::Found(v),
         Err(e) => match e.kind() {
             ResolveErrorKind::NoRecordsFound { response_code, .. }
-                if matches!(*response_code, ResponseCode::NXDomain | ResponseCode::NoError) =>
+                if matches!(
+                    *response_code,
+                    ResponseCode::NXDomain | ResponseCode::NoError
+                ) =>
             {
                 Lookup::NoRecords {
                     nxdomain: *response_code == ResponseCode::NXDomain,
@@ -458,7 +461,10 @@ mod tests {
             decide(&report(Verdict::NoForward), RefuseMismatch, allow),
             Refuse
         );
-        assert_eq!(decide(&report(Verdict::NoPtr), RefuseMismatch, allow), Allow);
+        assert_eq!(
+            decide(&report(Verdict::NoPtr), RefuseMismatch, allow),
+            Allow
+        );
         assert_eq!(decide(&report(Verdict::NoPtr), RequirePtr, allow), Refuse);
         assert_eq!(decide(&report(Verdict::Mismatch), Off, allow), Allow);
         assert_eq!(

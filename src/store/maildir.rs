@@ -24,7 +24,13 @@ impl Maildirs {
         fs::create_dir_all(&root)?;
         let host = hostname
             .chars()
-            .map(|c| if c == '/' || c == ':' || c == ',' { '_' } else { c })
+            .map(|c| {
+                if c == '/' || c == ':' || c == ',' {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
         Ok(Maildirs {
             root,
@@ -87,7 +93,13 @@ pub(crate) fn copy_crlf(body: &mut dyn Read, out: &mut dyn Write, max: u64) -> R
         let chunk = &buf[..n];
         let mut start = 0;
         for (i, &b) in chunk.iter().enumerate() {
-            if b == b'\n' && !(if i == 0 { prev_cr } else { chunk[i - 1] == b'\r' }) {
+            if b == b'\n'
+                && !(if i == 0 {
+                    prev_cr
+                } else {
+                    chunk[i - 1] == b'\r'
+                })
+            {
                 out.write_all(&chunk[start..i])?;
                 out.write_all(b"\r\n")?;
                 written += (i - start) as u64 + 2;

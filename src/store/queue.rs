@@ -346,7 +346,13 @@ mod tests {
         let q = SqliteQueue::new(db, dir.path().join("queue")).unwrap();
         let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
         let id = q
-            .enqueue("s@be.test", &rcpts, b"", &mut &b"Subject: t\n\nhi\n"[..], 1 << 20)
+            .enqueue(
+                "s@be.test",
+                &rcpts,
+                b"",
+                &mut &b"Subject: t\n\nhi\n"[..],
+                1 << 20,
+            )
             .unwrap();
         let mut body = String::new();
         q.open(&id).unwrap().read_to_string(&mut body).unwrap();

@@ -321,8 +321,8 @@ impl GrantStore for Db {
 
     fn list(&self, now: SystemTime) -> Result<Vec<Grant>> {
         let conn = self.conn();
-        let mut stmt = conn
-            .prepare("SELECT ip, account, until FROM grants WHERE until > ?1 ORDER BY until")?;
+        let mut stmt =
+            conn.prepare("SELECT ip, account, until FROM grants WHERE until > ?1 ORDER BY until")?;
         let rows = stmt.query_map([to_ms(now)], |r| {
             let ip: String = r.get(0)?;
             Ok((ip, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
@@ -399,7 +399,9 @@ mod tests {
         let (_d, db) = db();
         assert!(db.try_lock("a", "dead", None, Duration::ZERO).unwrap());
         assert!(db.holder("a").unwrap().is_none());
-        assert!(db.try_lock("a", "s2", None, Duration::from_secs(5)).unwrap());
+        assert!(db
+            .try_lock("a", "s2", None, Duration::from_secs(5))
+            .unwrap());
         assert_eq!(LockStore::list(&db).unwrap().len(), 1);
         assert!(db.clear("a").unwrap());
         assert!(LockStore::list(&db).unwrap().is_empty());

@@ -1,2 +1,0 @@
-//! Load tool (being written).
-fn main() {}

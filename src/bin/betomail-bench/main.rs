@@ -1,0 +1,37 @@
+//! betomail-bench: a load tool for betomail's protocols. Each subcommand
+//! drives one protocol over TCP and prints throughput and latency figures
+//! (results and the commands that produced them are in BENCHMARKS.md).
+
+mod pop3;
+mod smtp;
+mod stats;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "betomail-bench", about = "Load generator for betomail")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// POP3 sessions: login, STAT, RETR all, DELE all, QUIT.
+    Pop3(pop3::Args),
+    /// SMTP transactions: MAIL, RCPT, DATA.
+    Smtp(smtp::Args),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        match cli.command {
+            Command::Pop3(a) => pop3::run(a).await,
+            Command::Smtp(a) => smtp::run(a).await,
+        }
+    })
+}
