@@ -60,6 +60,18 @@ impl MailboxLock {
         self.lost.notified().await
     }
 
+    /// Refreshes now; false if the lock is no longer ours (checked before
+    /// deletions so a session whose lock was cleared changes nothing).
+    pub async fn confirm(&self) -> bool {
+        let (a, o) = (self.account.clone(), self.owner.clone());
+        matches!(
+            self.store
+                .run(move |s| s.locks.refresh(&a, &o, LOCK_TTL))
+                .await,
+            Ok(true)
+        )
+    }
+
     pub async fn release(mut self) {
         self.released = true;
         self.refresher.abort();

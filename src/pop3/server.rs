@@ -187,6 +187,11 @@ async fn perform(
         }
         Effect::Commit(msgs) => {
             let (account, lock) = ctx.mailbox.take()?;
+            if !lock.confirm().await {
+                tracing::warn!(account = %account.name, "mailbox lock lost before UPDATE");
+                let _ = conn.write_buffered(session::LOCK_LOST).await;
+                return None;
+            }
             let n = msgs.len();
             let result = if n == 0 {
                 Ok(0)
