@@ -304,7 +304,8 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
 }
 
 /// RETR/TOP: opens the message (false if it cannot be read), writes `ok`
-/// and streams it dot-stuffed; a reader thread stays one chunk ahead.
+/// and streams it dot-stuffed. The first chunk is read with the open; a
+/// larger message gets a reader thread that stays a chunk ahead.
 async fn send(
     ctx: &Ctx,
     account: Account,
@@ -314,30 +315,39 @@ async fn send(
     conn: &mut Conn,
 ) -> io::Result<bool> {
     let uid = msg.uid.clone();
-    let reader = match ctx
+    // The size is known: no need to zero a whole chunk for a small message.
+    let first_len = (msg.size as usize).saturating_add(1).min(CHUNK);
+    let opened = ctx
         .app
         .store
-        .run(move |s| s.mail.open(&account, &msg))
-        .await
-    {
+        .run(move |s| {
+            let mut reader = s.mail.open(&account, &msg)?;
+            let first = read_chunk(&mut reader, first_len)?;
+            Ok((reader, first))
+        })
+        .await;
+    let (reader, first) = match opened {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(uid, error = %e, "opening a message failed");
             return Ok(false);
         }
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
-    tokio::task::spawn_blocking(move || read_chunks(reader, tx));
-    let mut out = Vec::with_capacity(CHUNK + CHUNK / 32 + 8);
+    let mut out = Vec::with_capacity(first.len() + first.len() / 32 + ok.len() + 8);
     out.extend_from_slice(ok.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut stuffer = Stuffer::new(top);
-    while let Some(chunk) = rx.recv().await {
-        let done = stuffer.feed(&chunk?, &mut out);
-        conn.write_buffered(&out).await?;
-        out.clear();
-        if done {
-            break;
+    let more = first.len() == first_len;
+    if !stuffer.feed(&first, &mut out) && more {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
+        tokio::task::spawn_blocking(move || read_chunks(reader, tx));
+        loop {
+            conn.write_buffered(&out).await?;
+            out.clear();
+            let Some(chunk) = rx.recv().await else { break };
+            if stuffer.feed(&chunk?, &mut out) {
+                break;
+            }
         }
     }
     stuffer.finish(&mut out);
@@ -345,24 +355,22 @@ async fn send(
     Ok(true)
 }
 
+/// Up to `len` octets; fewer only at the end of the message.
+fn read_chunk(reader: &mut dyn Read, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
 fn read_chunks(
     mut reader: Box<dyn Read + Send>,
     tx: tokio::sync::mpsc::Sender<io::Result<Vec<u8>>>,
 ) {
     loop {
-        let mut buf = vec![0; CHUNK];
-        let r = match reader.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-        let failed = r.is_err();
+        let r = read_chunk(&mut reader, CHUNK);
+        let stop = !matches!(&r, Ok(b) if b.len() == CHUNK);
         // The receiver is gone when TOP has enough or the client left.
-        if tx.blocking_send(r).is_err() || failed {
+        if matches!(&r, Ok(b) if b.is_empty()) || tx.blocking_send(r).is_err() || stop {
             return;
         }
     }
