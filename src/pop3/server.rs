@@ -49,9 +49,11 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
     let mut conn = Conn::new(tcp, peer);
     let idle = app.config.limits.pop3_idle_timeout;
     let ip = peer.ip().to_canonical();
-    let refusal = fcrdns_refusal(&app, &listener, ip).await;
+    // Futures of one-off steps are boxed so that they do not size every
+    // idle session's task.
+    let refusal = Box::pin(fcrdns_refusal(&app, &listener, ip)).await;
     if listener.tls_mode() == TlsMode::Implicit {
-        match tokio::time::timeout(idle, conn.start_tls(&app.tls)).await {
+        match tokio::time::timeout(idle, Box::pin(conn.start_tls(&app.tls))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!("TLS handshake timed out"),
@@ -129,7 +131,7 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             let Some(effect) = out.effect.take() else {
                 break;
             };
-            out = match perform(ctx, conn, session, effect, idle).await {
+            out = match Box::pin(perform(ctx, conn, session, effect, idle)).await {
                 Some(o) => o,
                 None => {
                     let _ = conn.flush().await;

@@ -77,7 +77,8 @@ fn betomail(a: &Args, args: &[&str], stdin: &[u8]) -> anyhow::Result<bool> {
         .stderr(Stdio::null())
         .spawn()
         .with_context(|| format!("running {}", a.betomail.display()))?;
-    std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, stdin)?;
+    // A refused message closes stdin early; the exit status tells.
+    let _ = std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, stdin);
     drop(child.stdin.take());
     Ok(child.wait()?.success())
 }
@@ -173,7 +174,15 @@ struct Totals {
     errors: AtomicU64,
 }
 
-async fn session(a: &Args, user: &str, t: &Totals) -> anyhow::Result<Duration> {
+/// Latencies of one session: connect-to-greeting, login (USER+PASS),
+/// logout (RSET/QUIT).
+struct Timings {
+    greeting: Duration,
+    login: Duration,
+    logout: Duration,
+}
+
+async fn session(a: &Args, user: &str, t: &Totals) -> anyhow::Result<Timings> {
     let start = Instant::now();
     let tcp = TcpStream::connect((a.host.as_str(), a.port)).await?;
     tcp.set_nodelay(true)?;
@@ -183,8 +192,10 @@ async fn session(a: &Args, user: &str, t: &Totals) -> anyhow::Result<Duration> {
     if !greeting.starts_with("+OK") {
         bail!("greeting: {}", greeting.trim_end());
     }
+    let login = Instant::now();
     cmd(&mut c, &format!("USER {user}")).await?;
     cmd(&mut c, &format!("PASS {}", a.password)).await?;
+    let login = login.elapsed();
     let stat = cmd(&mut c, "STAT").await?;
     let count: u32 = stat.split(' ').nth(1).unwrap_or("0").parse()?;
     for i in 1..=count {
@@ -196,12 +207,17 @@ async fn session(a: &Args, user: &str, t: &Totals) -> anyhow::Result<Duration> {
         t.retr_bytes.fetch_add(n, Ordering::Relaxed);
         cmd(&mut c, &format!("DELE {i}")).await?;
     }
+    let logout = Instant::now();
     if !a.commit {
         cmd(&mut c, "RSET").await?;
     }
     cmd(&mut c, "QUIT").await?;
     t.sessions.fetch_add(1, Ordering::Relaxed);
-    Ok(to_greeting)
+    Ok(Timings {
+        greeting: to_greeting,
+        login,
+        logout: logout.elapsed(),
+    })
 }
 
 async fn sessions(a: Args) -> anyhow::Result<()> {
@@ -229,9 +245,9 @@ async fn sessions(a: Args) -> anyhow::Result<()> {
             greet
         }));
     }
-    let mut greet = Vec::new();
+    let mut timings = Vec::new();
     for w in workers {
-        greet.extend(w.await?);
+        timings.extend(w.await?);
     }
     let secs = start.elapsed().as_secs_f64();
     let n = totals.sessions.load(Ordering::Relaxed);
@@ -254,7 +270,10 @@ async fn sessions(a: Args) -> anyhow::Result<()> {
             0.0
         }
     );
-    stats::report("connect-to-greeting", &mut greet);
+    let pick = |f: fn(&Timings) -> Duration| timings.iter().map(f).collect::<Vec<_>>();
+    stats::report("connect-to-greeting", &mut pick(|t| t.greeting));
+    stats::report("login (USER+PASS)", &mut pick(|t| t.login));
+    stats::report("logout (RSET+QUIT)", &mut pick(|t| t.logout));
     Ok(())
 }
 
