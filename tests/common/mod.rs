@@ -484,8 +484,11 @@ pub fn pop_server_with(
     records: &[&str],
     timeouts: &[&str],
 ) -> (TestServer, Dnsmasq) {
-    let dns = Dnsmasq::start(records, timeouts);
-    let server = TestServer::start(&format!("{head}\n{}", dns.config(500)), listeners);
+    // Another process may take the free port before dnsmasq binds it: retry.
+    let dns = (0..3)
+        .find_map(|_| std::panic::catch_unwind(|| Dnsmasq::start(records, timeouts)).ok())
+        .expect("dnsmasq did not start");
+    let server = TestServer::start(&format!("{head}\n{}", dns.config(1000)), listeners);
     (server, dns)
 }
 
