@@ -118,3 +118,36 @@ bind = "127.0.0.1:0"
     assert!(capa.contains(&"STLS".to_string()), "{capa:?}");
     assert!(capa.contains(&"SASL CRAM-MD5".to_string()), "{capa:?}");
 }
+
+#[test]
+fn client_that_stops_reading_is_dropped_and_its_lock_freed() {
+    let (s, _dns) = server();
+    let line = "x".repeat(70) + "\n";
+    let big = format!("Subject: big\n\n{}", line.repeat(20 * 1024 * 1024 / 71));
+    s.deliver("btm0001", big.as_bytes());
+    let mut stalled = pop_login(s.addr("pop"), "btm0001", "pw");
+    // Ask for 20 MB and never read it: the socket buffers fill up.
+    stalled.send("RETR 1\r\n");
+    std::thread::sleep(Duration::from_millis(200));
+    let start = Instant::now();
+    let mut c = Client::connect(s.addr("pop2"));
+    c.line();
+    c.cmd("USER btm0001");
+    assert_eq!(
+        c.cmd("PASS pw"),
+        "-ERR [IN-USE] btm0001 lock busy! Is another session active?"
+    );
+    // The write timeout (the idle timeout, 2 s) ends the stalled session.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let mut c = Client::connect(s.addr("pop2"));
+            c.line();
+            c.cmd("USER btm0001");
+            c.cmd("PASS pw").starts_with("+OK")
+        }),
+        "lock still held after {:?}",
+        start.elapsed()
+    );
+    assert!(start.elapsed() >= Duration::from_millis(1500));
+    drop(stalled);
+}

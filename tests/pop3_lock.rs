@@ -116,3 +116,24 @@ fn pop_grants_relay_and_pop2_does_not() {
     assert!(c.cmd("PASS wrong").starts_with("-ERR [AUTH]"));
     assert!(!cli_text(&s, &["grants"]).contains("127.0.0.5"));
 }
+
+#[test]
+fn lock_of_a_killed_server_lapses_within_a_minute() {
+    let (mut s, _dns) = pop_server("btm0001", "pw");
+    let _held = pop_login(s.addr("pop"), "btm0001", "pw");
+    // SIGKILL: the session cannot release its lock.
+    s.restart();
+    let start = Instant::now();
+    assert_eq!(try_login(&s, "pop", "btm0001").1, IN_USE);
+    assert!(
+        wait_until(Duration::from_secs(60), || try_login(&s, "pop", "btm0001")
+            .1
+            .starts_with("+OK")),
+        "the dead session's lock did not lapse"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(50),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -12,6 +12,7 @@ use crate::config::{Listener, TlsMode};
 use crate::dns::{self, Decision};
 use crate::net::{self, Conn, Line};
 use crate::store::{Account, MessageInfo};
+use std::future::Future;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +61,7 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
         }
     }
     if let Some(text) = refusal {
-        let _ = conn.write_all(text.as_bytes()).await;
+        let _ = timed(idle, conn.write_all(text.as_bytes())).await;
         conn.shutdown().await;
         return;
     }
@@ -83,7 +84,10 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
         mailbox: None,
     };
     tracing::debug!("connected");
-    if conn.write_all(&session.greeting()).await.is_ok() {
+    if timed(idle, conn.write_all(&session.greeting()))
+        .await
+        .is_ok()
+    {
         serve(&mut ctx, &mut conn, &mut session, idle).await;
     }
     // Ends the lock the moment the session ends, whichever way (SEED-6);
@@ -109,14 +113,14 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             r = tokio::time::timeout(idle, conn.read_line(max_line)) => r,
             _ = lost => {
                 tracing::warn!("mailbox lock lost");
-                let _ = conn.write_all(session::LOCK_LOST).await;
+                let _ = timed(idle, conn.write_all(session::LOCK_LOST)).await;
                 return;
             }
         };
         let mut out = match line {
             Err(_) => {
                 tracing::info!("idle timeout");
-                let _ = conn.write_all(session::IDLE_TIMEOUT).await;
+                let _ = timed(idle, conn.write_all(session::IDLE_TIMEOUT)).await;
                 return;
             }
             Ok(Err(e)) => return tracing::debug!(error = %e, "read failed"),
@@ -125,7 +129,7 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             Ok(Ok(Line::Complete { bytes, .. })) => session.input(&bytes),
         };
         loop {
-            if conn.write_buffered(&out.text).await.is_err() {
+            if timed(idle, conn.write_buffered(&out.text)).await.is_err() {
                 return;
             }
             let Some(effect) = out.effect.take() else {
@@ -134,16 +138,24 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             out = match Box::pin(perform(ctx, conn, session, effect, idle)).await {
                 Some(o) => o,
                 None => {
-                    let _ = conn.flush().await;
+                    let _ = timed(idle, conn.flush()).await;
                     return;
                 }
             };
         }
         // RFC 2449 6.6 PIPELINING: answer a batch with one write.
-        if !conn.has_buffered_input() && conn.flush().await.is_err() {
+        if !conn.has_buffered_input() && timed(idle, conn.flush()).await.is_err() {
             return;
         }
     }
+}
+
+/// Writes are bounded by the idle timeout too: a client that stops reading
+/// cannot keep its session, and its mailbox lock, forever.
+async fn timed<T>(idle: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(idle, f)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Does one effect; None ends the session.
@@ -157,7 +169,7 @@ async fn perform(
     match effect {
         Effect::Close => None,
         Effect::StartTls => {
-            conn.flush().await.ok()?;
+            timed(idle, conn.flush()).await.ok()?;
             match tokio::time::timeout(idle, conn.start_tls(&ctx.app.tls)).await {
                 Ok(Ok(())) => {
                     session.tls_done();
@@ -175,10 +187,12 @@ async fn perform(
         }
         Effect::Send { msg, top, ok } => {
             let (account, _) = ctx.mailbox.as_ref()?;
-            match send(ctx, account.clone(), msg, top, &ok, conn).await {
+            match send(ctx, account.clone(), msg, top, &ok, conn, idle).await {
                 Ok(true) => Some(Output::default()),
                 Ok(false) => {
-                    conn.write_buffered(session::SEND_FAILED).await.ok()?;
+                    timed(idle, conn.write_buffered(session::SEND_FAILED))
+                        .await
+                        .ok()?;
                     Some(Output::default())
                 }
                 Err(e) => {
@@ -191,7 +205,7 @@ async fn perform(
             let (account, lock) = ctx.mailbox.take()?;
             if !lock.confirm().await {
                 tracing::warn!(account = %account.name, "mailbox lock lost before UPDATE");
-                let _ = conn.write_buffered(session::LOCK_LOST).await;
+                let _ = timed(idle, conn.write_buffered(session::LOCK_LOST)).await;
                 return None;
             }
             let n = msgs.len();
@@ -250,6 +264,7 @@ async fn fcrdns_refusal(app: &App, listener: &Listener, ip: IpAddr) -> Option<St
 /// Verifies, locks (SEED-6), lists the snapshot and grants relay (SEED-9).
 async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> LoginResult {
     let app = ctx.app.clone();
+    let user = session::shown_name(&login);
     let account = match app
         .auth
         .verify_async(login, credential, Purpose::Pop3)
@@ -258,7 +273,7 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
         AuthResult::Ok(a) => a,
         AuthResult::Failed => {
             let delay = app.auth.failures.failed(ctx.ip);
-            tracing::info!(delay_ms = delay.as_millis() as u64, "login failed");
+            tracing::info!(user, delay_ms = delay.as_millis() as u64, "login failed");
             tokio::time::sleep(delay).await;
             return LoginResult::Failed;
         }
@@ -315,6 +330,7 @@ async fn send(
     top: Option<u32>,
     ok: &str,
     conn: &mut Conn,
+    idle: Duration,
 ) -> io::Result<bool> {
     let uid = msg.uid.clone();
     // The size is known: no need to zero a whole chunk for a small message.
@@ -344,7 +360,7 @@ async fn send(
         let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
         tokio::task::spawn_blocking(move || read_chunks(reader, tx));
         loop {
-            conn.write_buffered(&out).await?;
+            timed(idle, conn.write_buffered(&out)).await?;
             out.clear();
             let Some(chunk) = rx.recv().await else { break };
             if stuffer.feed(&chunk?, &mut out) {
@@ -353,7 +369,7 @@ async fn send(
         }
     }
     stuffer.finish(&mut out);
-    conn.write_buffered(&out).await?;
+    timed(idle, conn.write_buffered(&out)).await?;
     Ok(true)
 }
 
