@@ -137,3 +137,11 @@ fn lock_of_a_killed_server_lapses_within_a_minute() {
         start.elapsed()
     );
 }
+
+#[test]
+fn sigterm_releases_the_locks_of_active_sessions() {
+    let (mut s, _dns) = pop_server("btm0001", "pw");
+    let _held = pop_login(s.addr("pop"), "btm0001", "pw");
+    s.stop();
+    assert_eq!(cli_text(&s, &["lock", "list"]), "");
+}

@@ -88,9 +88,10 @@ impl Drop for MailboxLock {
         if self.released {
             return;
         }
-        let (store, a, o) = (self.store.clone(), self.account.clone(), self.owner.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn_blocking(move || store.locks.release(&a, &o));
+        // Only when the session's task is dropped (server shutdown): then a
+        // blocking task might never run, so release right here.
+        if let Err(e) = self.store.locks.release(&self.account, &self.owner) {
+            tracing::warn!(account = %self.account, error = %e, "releasing the lock failed; it lapses by itself");
         }
     }
 }
