@@ -62,7 +62,7 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
     }
     if let Some(text) = refusal {
         let _ = timed(idle, conn.write_all(text.as_bytes())).await;
-        conn.shutdown().await;
+        close(&mut conn).await;
         return;
     }
     let nanos = SystemTime::now()
@@ -95,8 +95,13 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
     if let Some((_, lock)) = ctx.mailbox.take() {
         lock.release().await;
     }
-    conn.shutdown().await;
+    close(&mut conn).await;
     tracing::debug!("closed");
+}
+
+/// TLS close_notify to a client that stopped reading must not hang.
+async fn close(conn: &mut Conn) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
 }
 
 /// The command loop; returns when the session is over.
@@ -221,7 +226,8 @@ async fn perform(
                     }
                 }
             };
-            tracing::info!(account = %account.name, deleted = n, "logout");
+            let deleted = result.unwrap_or(0);
+            tracing::info!(account = %account.name, deleted, "logout");
             // Released before the reply, so the client's next login finds it free.
             lock.release().await;
             Some(session.commit_done(result))
