@@ -429,7 +429,8 @@ impl Dnsmasq {
 /// Whether a DNS server at `addr` answers a query before `child` exits.
 fn answers(addr: SocketAddr, child: &mut Child) -> bool {
     // A minimal query for "x.test A"; any answer means it is up.
-    let q: &[u8] = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01";
+    let q: &[u8] =
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01";
     let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
