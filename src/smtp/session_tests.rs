@@ -91,7 +91,7 @@ impl Driver {
 
 #[test]
 fn seed_replies_exactly() {
-    let mut d = Driver::new(settings());
+    let mut d = Driver::new(Settings { max_bad_commands: 10, ..settings() });
     d.cmd("EHLO c.test");
     assert_eq!(
         d.cmd("MAIL FROM:<test@be,to>"),
