@@ -91,7 +91,10 @@ impl Driver {
 
 #[test]
 fn seed_replies_exactly() {
-    let mut d = Driver::new(Settings { max_bad_commands: 10, ..settings() });
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 10,
+        ..settings()
+    });
     d.cmd("EHLO c.test");
     assert_eq!(
         d.cmd("MAIL FROM:<test@be,to>"),
@@ -322,7 +325,10 @@ fn pop_before_smtp_grant() {
 
 #[test]
 fn sequence_limits_and_bad_input() {
-    let mut d = Driver::new(Settings { max_bad_commands: 10, ..settings() });
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 10,
+        ..settings()
+    });
     assert_eq!(
         d.cmd("MAIL FROM:<a@b.test>"),
         "503 5.5.1 Error: send HELO/EHLO first"
