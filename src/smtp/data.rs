@@ -81,6 +81,8 @@ pub struct Collector {
     nul: bool,
     too_long: bool,
     io_error: bool,
+    /// The previous line ended in a bare LF: no end marker can follow it.
+    after_bare_lf: bool,
 }
 
 impl Collector {
@@ -95,16 +97,18 @@ impl Collector {
             nul: false,
             too_long: false,
             io_error: false,
+            after_bare_lf: false,
         }
     }
 
-    /// True for the line that ends the data: `.` before CRLF.
-    pub fn is_end(line: &[u8], bare_lf: bool) -> bool {
-        line == b"." && !bare_lf
+    /// True for the line that ends the data: exactly `<CRLF>.<CRLF>`.
+    pub fn is_end(&self, line: &[u8], bare_lf: bool) -> bool {
+        line == b"." && !bare_lf && !self.after_bare_lf
     }
 
     /// One line as read (terminator removed), not the end marker.
-    pub fn line(&mut self, line: &[u8]) {
+    pub fn line(&mut self, line: &[u8], bare_lf: bool) {
+        self.after_bare_lf = bare_lf;
         // RFC 5321 4.5.2: a leading dot was doubled by the client.
         let line = line.strip_prefix(b".").unwrap_or(line);
         if self.in_headers {
@@ -251,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Collector::new(dir.path(), max);
         for l in lines {
-            c.line(l);
+            c.line(l, false);
         }
         let (mut spool, _) = c.finish(3)?;
         let mut out = Vec::new();
@@ -265,9 +269,16 @@ mod tests {
             collect(&[b"a", b"..b", b".", b""], 100).unwrap(),
             b"a\r\n.b\r\n\r\n\r\n"
         );
-        assert!(Collector::is_end(b".", false));
-        assert!(!Collector::is_end(b".", true));
-        assert!(!Collector::is_end(b"..", false));
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collector::new(dir.path(), 100);
+        assert!(c.is_end(b".", false));
+        assert!(!c.is_end(b".", true));
+        assert!(!c.is_end(b"..", false));
+        // <LF>.<CRLF> is not the end (no SMTP smuggling).
+        c.line(b"x", true);
+        assert!(!c.is_end(b".", false));
+        c.line(b".", false);
+        assert!(c.is_end(b".", false));
     }
 
     #[test]
@@ -295,7 +306,7 @@ mod tests {
         let mut c = Collector::new(dir.path(), 10 << 20);
         let line = vec![b'y'; 998];
         for _ in 0..2000 {
-            c.line(&line);
+            c.line(&line, false);
         }
         let (mut spool, size) = c.finish(50).unwrap();
         assert!(matches!(spool, Spool::File(_)));

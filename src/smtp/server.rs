@@ -237,10 +237,10 @@ async fn receive(
             Line::Eof => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA")),
             Line::TooLong => c.line_too_long(),
             Line::Complete { bytes, bare_lf } => {
-                if Collector::is_end(&bytes, bare_lf) {
+                if c.is_end(&bytes, bare_lf) {
                     break;
                 }
-                c.line(&bytes);
+                c.line(&bytes, bare_lf);
             }
         }
     }

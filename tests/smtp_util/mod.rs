@@ -55,7 +55,7 @@ pub const HOLD_QUEUE: &str = "[outbound]\nsmarthost = \"127.0.0.1:9\"\nretry_sch
 
 /// A server with `btm0001` (password `pass1`) and `btm0002` (`pass2`).
 pub fn server(head: &str) -> TestServer {
-    let s = TestServer::start(&format!("{HOLD_QUEUE}{head}"), SMTP_LISTENERS);
+    let s = TestServer::start(&format!("{head}\n{HOLD_QUEUE}"), SMTP_LISTENERS);
     s.add_user("btm0001", "pass1");
     s.add_user("btm0002", "pass2");
     s
@@ -66,6 +66,7 @@ pub fn pop_messages(addr: SocketAddr, user: &str, pass: &str) -> Vec<Vec<u8>> {
     let out = python(
         r#"
 import poplib, sys, binascii
+poplib._MAXLINE = 1 << 20
 p = poplib.POP3(sys.argv[1], int(sys.argv[2]), timeout=30)
 p.user(sys.argv[3]); p.pass_(sys.argv[4])
 n = len(p.list()[1])
