@@ -183,7 +183,7 @@ async fn fcrdns(ctx: &Ctx, ip: std::net::IpAddr) -> Option<Reply> {
         Decision::Refuse => Some(Reply::new(
             554,
             format!(
-                "5.7.1 {} See {}",
+                "5.7.1 Refused: {}. See {}",
                 report.reason(),
                 ctx.app.config.dns_check_url()
             ),
