@@ -411,3 +411,65 @@ fn rfc2195_cram_md5_example() {
         crate::auth::cram_md5_digest("tanstaaftanstaaf", challenge)
     );
 }
+
+#[test]
+fn random_input_never_panics() {
+    // xorshift: deterministic garbage, biased toward command-like bytes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words: [&[u8]; 24] = [
+        b"EHLO ",
+        b"HELO ",
+        b"MAIL FROM:",
+        b"RCPT TO:",
+        b"DATA",
+        b"RSET",
+        b"AUTH ",
+        b"PLAIN",
+        b"LOGIN",
+        b"CRAM-MD5",
+        b"STARTTLS",
+        b"<",
+        b">",
+        b"@",
+        b"%",
+        b"!",
+        b"\"",
+        b"be.test",
+        b"[127.0.0.1]",
+        b" SIZE=",
+        b"=",
+        b"*",
+        b"\x00\xff\x81",
+        b"AGJ0bTAwMDEAcHc=",
+    ];
+    for _ in 0..300 {
+        let mut d = Driver::new(Settings {
+            max_bad_commands: u32::MAX,
+            relay_by_grant: true,
+            ..settings()
+        });
+        for _ in 0..40 {
+            let mut line = Vec::new();
+            for _ in 0..next() % 6 {
+                let r = next();
+                if r % 4 == 0 {
+                    line.push((r >> 8) as u8);
+                } else {
+                    line.extend_from_slice(words[(r >> 8) as usize % words.len()]);
+                }
+            }
+            d.granted = next() % 2 == 0;
+            let r = d.cmd_bytes(&line);
+            assert!(
+                r.is_ascii() && (200..600).contains(&r[..3].parse::<u16>().unwrap()),
+                "{r}"
+            );
+        }
+    }
+}
