@@ -279,11 +279,12 @@ impl Session {
         }
         let shown = echo(path);
         let parsed = match address::parse_path(path) {
-            Ok(p) => p,
+            Ok(p) if p != Path::Null => p,
             Err(AddrError::ControlChars) => return self.bad(reply::control_chars("5.1.3", &shown)),
             // SEED-14: the seed answers a recipient `test@be,to` as unknown.
             Err(AddrError::Comma) => return self.bad(reply::user_unknown(&shown)),
-            Err(AddrError::Syntax) => {
+            // `<>` is only a reverse-path (RFC 5321 4.1.1.3).
+            Ok(_) | Err(AddrError::Syntax) => {
                 return self.bad(Reply::new(
                     501,
                     format!("5.1.3 <{shown}> Bad recipient address syntax"),

@@ -159,6 +159,10 @@ fn relay_tricks_refused_without_auth() {
         d.cmd("RCPT TO:<u@be.test.>"),
         "501 5.1.3 <u@be.test.> Bad recipient address syntax"
     );
+    assert_eq!(
+        d.cmd("RCPT TO:<>"),
+        "501 5.1.3 <> Bad recipient address syntax"
+    );
 }
 
 #[test]
