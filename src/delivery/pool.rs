@@ -1,0 +1,143 @@
+//! Outbound connection limits and reuse: a global cap on connections
+//! (outbound.max_connections), a cap per destination address
+//! (outbound.max_per_destination), and idle sessions kept for a few seconds
+//! so several messages to one host share a connection.
+
+use super::transport::Session;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How long an idle session is kept (Postfix keeps them 2 s by default;
+/// a queue flush of many messages fits in this window).
+const IDLE_MAX: Duration = Duration::from_secs(5);
+
+/// A session with the permits it occupies; dropping it frees them.
+pub struct Conn {
+    pub session: Session,
+    idle_since: Instant,
+    _global: OwnedSemaphorePermit,
+    _host: OwnedSemaphorePermit,
+}
+
+pub struct Pool {
+    global: Arc<Semaphore>,
+    per_host: usize,
+    hosts: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+}
+
+/// The two permits a new connection needs.
+pub struct Permits(OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+impl Pool {
+    pub fn new(max_connections: usize, per_host: usize) -> Pool {
+        Pool {
+            global: Arc::new(Semaphore::new(max_connections.max(1))),
+            per_host: per_host.max(1),
+            hosts: Mutex::default(),
+            idle: Mutex::default(),
+        }
+    }
+
+    /// A live idle session to `addr`, most recently used first.
+    pub fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(&addr)?;
+        while let Some(c) = list.pop() {
+            if c.idle_since.elapsed() < IDLE_MAX {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    pub fn put(&self, mut conn: Conn) {
+        if !conn.session.reusable() {
+            return;
+        }
+        conn.idle_since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.entry(conn.session.peer).or_default().push(conn);
+    }
+
+    /// Waits for room for one more connection to `addr`. When the global
+    /// cap is taken by idle sessions, the oldest idle one is closed.
+    pub async fn permits(&self, addr: SocketAddr) -> Permits {
+        let host = {
+            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+            hosts
+                .entry(addr)
+                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
+                .clone()
+        };
+        let host = host.acquire_owned().await.expect("never closed");
+        loop {
+            if let Ok(g) = self.global.clone().try_acquire_owned() {
+                return Permits(g, host);
+            }
+            match self.evict_oldest() {
+                Some(c) => close(c),
+                None => {
+                    let g = self
+                        .global
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("never closed");
+                    return Permits(g, host);
+                }
+            }
+        }
+    }
+
+    pub fn conn(session: Session, p: Permits) -> Conn {
+        Conn {
+            session,
+            idle_since: Instant::now(),
+            _global: p.0,
+            _host: p.1,
+        }
+    }
+
+    fn evict_oldest(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let addr = idle
+            .iter()
+            .filter_map(|(a, l)| l.first().map(|c| (*a, c.idle_since)))
+            .min_by_key(|(_, t)| *t)?
+            .0;
+        let list = idle.get_mut(&addr)?;
+        let c = list.remove(0);
+        if list.is_empty() {
+            idle.remove(&addr);
+        }
+        Some(c)
+    }
+
+    /// Closes sessions idle too long and forgets unused per-host limits.
+    pub fn reap(&self) {
+        let mut stale = Vec::new();
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            for list in idle.values_mut() {
+                let (old, keep): (Vec<Conn>, Vec<Conn>) = list
+                    .drain(..)
+                    .partition(|c| c.idle_since.elapsed() >= IDLE_MAX);
+                *list = keep;
+                stale.extend(old);
+            }
+            idle.retain(|_, l| !l.is_empty());
+        }
+        stale.into_iter().for_each(close);
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < self.per_host);
+    }
+}
+
+/// QUIT in the background; the permits are freed when it is done.
+fn close(mut c: Conn) {
+    tokio::spawn(async move { c.session.quit().await });
+}
