@@ -21,6 +21,15 @@ pub enum QueueCmd {
     Flush,
     /// Make one message's pending recipients due now.
     Retry { id: String },
+    /// Queue a message from stdin for delivery (like sendmail); a running
+    /// `serve` picks it up within a second.
+    Inject {
+        /// Envelope sender; "" is the null sender.
+        #[arg(long)]
+        from: String,
+        #[arg(long, required = true, num_args = 1..)]
+        to: Vec<String>,
+    },
     /// Queue depth: messages, recipients by state, oldest age.
     Stats {
         /// Print JSON instead of text.
@@ -101,6 +110,16 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
         QueueCmd::Flush => {
             let n = store.queue.retry_now(None)?;
             println!("{n} recipient(s) due now");
+        }
+        QueueCmd::Inject { from, to } => {
+            let id = store.queue.enqueue(
+                &from,
+                &to,
+                b"",
+                &mut std::io::stdin().lock(),
+                config.max_message_size,
+            )?;
+            println!("queued as {id}");
         }
         QueueCmd::Stats { json } => {
             let st = crate::delivery::outbound::queue_stats(&store)?;
