@@ -15,7 +15,7 @@
 
 use super::client::Reply;
 use super::dsn::{self, Entry, Kind};
-use super::pool::Pool;
+use super::pool::{Pool, Slot};
 use super::route::{route, Route};
 use super::transport::{stream_body, SendError, Session};
 use crate::app::App;
@@ -282,15 +282,19 @@ impl Runner {
         msg: &QueuedMessage,
         rcpts: &[String],
     ) -> Result<Vec<(String, Reply)>, SendError> {
-        if let Some(conn) = self.pool.take_idle(addr) {
-            match self.transact(conn, msg, rcpts).await {
-                Err(SendError::Early(r)) => {
-                    tracing::debug!(%addr, reply = %r, "reused session failed; reconnecting")
-                }
-                other => return other,
+        // Idle sessions the server has closed meanwhile fail early and are
+        // dropped; each is tried once, so this loop ends.
+        let permits = loop {
+            match self.pool.get(addr).await {
+                Slot::Idle(conn) => match self.transact(conn, msg, rcpts).await {
+                    Err(SendError::Early(r)) => {
+                        tracing::debug!(%addr, reply = %r, "reused session failed")
+                    }
+                    other => return other,
+                },
+                Slot::New(p) => break p,
             }
-        }
-        let permits = self.pool.permits(addr).await;
+        };
         let cfg = &self.app.config.outbound;
         let session = Session::open(addr, host, &self.app.config.hostname, cfg)
             .await

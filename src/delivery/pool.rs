@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How long an idle session is kept (Postfix keeps them 2 s by default;
 /// a queue flush of many messages fits in this window).
@@ -25,12 +25,25 @@ pub struct Conn {
 pub struct Pool {
     global: Arc<Semaphore>,
     per_host: usize,
-    hosts: Mutex<HashMap<SocketAddr, Arc<Semaphore>>>,
+    hosts: Mutex<HashMap<SocketAddr, Arc<Dest>>>,
     idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+}
+
+/// One destination address: its connection limit, and a signal for tasks
+/// waiting on that limit that a session came back and can be reused.
+struct Dest {
+    limit: Arc<Semaphore>,
+    returned: Notify,
 }
 
 /// The two permits a new connection needs.
 pub struct Permits(OwnedSemaphorePermit, OwnedSemaphorePermit);
+
+/// What a delivery gets from the pool.
+pub enum Slot {
+    Idle(Conn),
+    New(Permits),
+}
 
 impl Pool {
     pub fn new(max_connections: usize, per_host: usize) -> Pool {
@@ -43,7 +56,7 @@ impl Pool {
     }
 
     /// A live idle session to `addr`, most recently used first.
-    pub fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
+    fn take_idle(&self, addr: SocketAddr) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&addr)?;
         while let Some(c) = list.pop() {
@@ -58,22 +71,53 @@ impl Pool {
         if !conn.session.reusable() {
             return;
         }
+        let addr = conn.session.peer;
         conn.idle_since = Instant::now();
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        idle.entry(conn.session.peer).or_default().push(conn);
+        self.idle
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(addr)
+            .or_default()
+            .push(conn);
+        self.dest(addr).returned.notify_one();
     }
 
-    /// Waits for room for one more connection to `addr`. When the global
-    /// cap is taken by idle sessions, the oldest idle one is closed.
-    pub async fn permits(&self, addr: SocketAddr) -> Permits {
-        let host = {
-            let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-            hosts
-                .entry(addr)
-                .or_insert_with(|| Arc::new(Semaphore::new(self.per_host)))
-                .clone()
+    fn dest(&self, addr: SocketAddr) -> Arc<Dest> {
+        let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
+        hosts
+            .entry(addr)
+            .or_insert_with(|| {
+                Arc::new(Dest {
+                    limit: Arc::new(Semaphore::new(self.per_host)),
+                    returned: Notify::new(),
+                })
+            })
+            .clone()
+    }
+
+    /// An idle session to `addr`, or room for a new one, whichever comes
+    /// first: a task waiting on the per-destination limit takes a session
+    /// another task just finished with, instead of waiting for it to close.
+    pub async fn get(&self, addr: SocketAddr) -> Slot {
+        let dest = self.dest(addr);
+        let host = loop {
+            let returned = dest.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if let Some(c) = self.take_idle(addr) {
+                return Slot::Idle(c);
+            }
+            tokio::select! {
+                p = dest.limit.clone().acquire_owned() => break p.expect("never closed"),
+                _ = returned => {}
+            }
         };
-        let host = host.acquire_owned().await.expect("never closed");
+        Slot::New(self.global(host).await)
+    }
+
+    /// When the global cap is taken by idle sessions, the oldest idle one
+    /// is closed to make room.
+    async fn global(&self, host: OwnedSemaphorePermit) -> Permits {
         loop {
             if let Ok(g) = self.global.clone().try_acquire_owned() {
                 return Permits(g, host);
@@ -133,7 +177,8 @@ impl Pool {
         }
         stale.into_iter().for_each(close);
         let mut hosts = self.hosts.lock().unwrap_or_else(|e| e.into_inner());
-        hosts.retain(|_, s| Arc::strong_count(s) > 1 || s.available_permits() < self.per_host);
+        hosts
+            .retain(|_, d| Arc::strong_count(d) > 1 || d.limit.available_permits() < self.per_host);
     }
 }
 

@@ -45,6 +45,7 @@ class Sink:
             "mail_options": envelope.mail_options,
             "tls": session.ssl is not None,
             "helo": session.host_name,
+            "peer": list(session.peer),
         }
         with open(base + ".json", "w") as f:
             json.dump(meta, f)
