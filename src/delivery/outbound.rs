@@ -16,7 +16,7 @@
 use super::client::Reply;
 use super::dsn::{self, Entry, Kind};
 use super::pool::{Pool, Slot};
-use super::route::{route, Route};
+use super::route::{Route, Router};
 use super::transport::{stream_body, SendError, Session};
 use crate::app::App;
 use crate::store::{QueuedMessage, QueuedRecipient, RecipientState, Store};
@@ -45,6 +45,7 @@ enum Outcome {
 struct Runner {
     app: Arc<App>,
     pool: Pool,
+    router: Router,
     in_flight: Mutex<HashSet<String>>,
 }
 
@@ -53,6 +54,7 @@ pub async fn run(app: Arc<App>) {
     let runner = Arc::new(Runner {
         pool: Pool::new(cfg.max_connections, cfg.max_per_destination),
         app: app.clone(),
+        router: Router::default(),
         in_flight: Mutex::default(),
     });
     runner.clone().remove_finished().await;
@@ -110,15 +112,25 @@ impl Runner {
             }
             let runner = self.clone();
             tokio::spawn(async move {
-                let id = msg.id.clone();
-                runner.process(msg).await;
-                runner.in_flight().remove(&id);
+                runner.process(&msg.id).await;
+                runner.in_flight().remove(&msg.id);
             });
         }
     }
 
-    /// One attempt at every due recipient of one message.
-    async fn process(&self, msg: QueuedMessage) {
+    /// One attempt at every due recipient of one message. The message is
+    /// read again after it was claimed: the scan's copy may predate the
+    /// records of a worker that finished in between.
+    async fn process(&self, id: &str) {
+        let id2 = id.to_string();
+        let msg = match self.app.store.run(move |s| s.queue.get(&id2)).await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(id, error = %e, "reading a queued message");
+                return;
+            }
+        };
         let now = SystemTime::now();
         let mut groups: BTreeMap<String, Vec<&QueuedRecipient>> = BTreeMap::new();
         for r in &msg.recipients {
@@ -158,7 +170,7 @@ impl Runner {
         if self.app.config.is_local_domain(domain) {
             return self.deliver_local(msg, rcpts).await;
         }
-        match route(&self.app, domain).await {
+        match self.router.route(&self.app, domain).await {
             Route::Fail(r) => all(Outcome::Failed(r)),
             Route::Defer(r) => all(Outcome::Deferred(r)),
             Route::Hosts(hosts) => self.deliver_remote(msg, &hosts, rcpts).await,
@@ -224,7 +236,7 @@ impl Runner {
     ) -> Vec<(String, Outcome)> {
         let mut last = Reply::local(451, "4.4.4 no host to deliver to");
         for (host, port) in hosts {
-            let ips = match self.app.dns.addresses(host).await {
+            let ips = match self.router.addresses(&self.app, host).await {
                 Ok(ips) if ips.is_empty() => {
                     last = Reply::local(451, format!("4.4.4 {host} has no address"));
                     continue;

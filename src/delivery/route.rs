@@ -5,7 +5,67 @@
 
 use super::client::Reply;
 use crate::app::App;
-use crate::dns::MxAnswer;
+use crate::dns::{MxAnswer, TempDnsError};
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// How long a positive MX or address answer is reused. A queue run sends
+/// many messages to the same few domains; re-asking the resolver for each
+/// costs more than the SMTP transaction. Short, so DNS changes apply soon.
+const CACHE_TTL: Duration = Duration::from_secs(30);
+/// Entries before the cache is emptied (bounded memory).
+const CACHE_MAX: usize = 10_000;
+
+type Cache<T> = Mutex<HashMap<String, (Instant, T)>>;
+
+/// Routes and host addresses, with a short positive cache.
+#[derive(Default)]
+pub struct Router {
+    routes: Cache<Vec<(String, u16)>>,
+    addrs: Cache<Vec<IpAddr>>,
+}
+
+fn cached<T: Clone>(m: &Cache<T>, key: &str) -> Option<T> {
+    let m = m.lock().unwrap_or_else(|e| e.into_inner());
+    m.get(key)
+        .filter(|(t, _)| t.elapsed() < CACHE_TTL)
+        .map(|(_, v)| v.clone())
+}
+
+fn remember<T>(m: &Cache<T>, key: &str, v: T) {
+    let mut m = m.lock().unwrap_or_else(|e| e.into_inner());
+    if m.len() >= CACHE_MAX {
+        m.clear();
+    }
+    m.insert(key.to_string(), (Instant::now(), v));
+}
+
+impl Router {
+    pub async fn route(&self, app: &App, domain: &str) -> Route {
+        if let Some(hosts) = cached(&self.routes, domain) {
+            return Route::Hosts(hosts);
+        }
+        let r = route(app, domain).await;
+        if let Route::Hosts(h) = &r {
+            remember(&self.routes, domain, h.clone());
+        }
+        r
+    }
+
+    /// A/AAAA of `host`; an empty list when it has none.
+    pub async fn addresses(&self, app: &App, host: &str) -> Result<Vec<IpAddr>, TempDnsError> {
+        if let Some(a) = cached(&self.addrs, host) {
+            return Ok(a);
+        }
+        let a = app.dns.addresses(host).await?;
+        if !a.is_empty() {
+            remember(&self.addrs, host, a.clone());
+        }
+        Ok(a)
+    }
+}
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {
@@ -29,7 +89,7 @@ pub fn parse_host_port(s: &str) -> Option<(String, u16)> {
     (!host.is_empty()).then(|| (host.to_string(), port))
 }
 
-pub async fn route(app: &App, domain: &str) -> Route {
+async fn route(app: &App, domain: &str) -> Route {
     let cfg = &app.config.outbound;
     if let Some(relay) = &cfg.smarthost {
         return match parse_host_port(relay) {
