@@ -18,7 +18,7 @@ bind = "127.0.0.1:0"
 pub fn sender(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
     TestServer::start(
         &format!(
-            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\nconnect_timeout = \"2s\"\ncommand_timeout = \"10s\"\n{outbound}\n",
+            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\nconnect_timeout = \"2s\"\n{outbound}\n",
             dns.config(1000)
         ),
         ONE_LISTENER,
@@ -55,7 +55,7 @@ fn crlf(b: &[u8]) -> Vec<u8> {
 #[test]
 fn delivers_byte_exact_via_mx_with_one_transaction_per_domain() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.11",
@@ -88,7 +88,7 @@ fn delivers_byte_exact_via_mx_with_one_transaction_per_domain() {
 #[test]
 fn tempfail_is_retried_then_delivered() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=slow.test,mx.slow.test,10",
             "host-record=mx.slow.test,127.0.0.12",
@@ -113,7 +113,7 @@ fn tempfail_is_retried_then_delivered() {
 #[test]
 fn falls_back_to_the_second_mx_when_the_first_is_down() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=two.test,mx1.two.test,10",
             "mx-host=two.test,mx2.two.test,20",
@@ -133,7 +133,7 @@ fn falls_back_to_the_second_mx_when_the_first_is_down() {
 #[test]
 fn no_mx_falls_back_to_the_address_record() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(&["host-record=plain.test,127.0.0.15"], &[]);
+    let dns = Dnsmasq::start_retrying(&["host-record=plain.test,127.0.0.15"], &[]);
     let sink = SmtpSink::start("127.0.0.15", port, &[]);
     let s = sender(&dns, port, "");
     inject(&s, "u@be.test", &["a@plain.test"], MSG);
@@ -143,7 +143,7 @@ fn no_mx_falls_back_to_the_address_record() {
 #[test]
 fn opportunistic_starttls_accepts_a_self_signed_certificate() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=tls.test,mx.tls.test,10",
             "host-record=mx.tls.test,127.0.0.16",
@@ -177,7 +177,7 @@ fn opportunistic_starttls_accepts_a_self_signed_certificate() {
 #[test]
 fn required_tls_does_not_send_in_plaintext() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=notls.test,mx.notls.test,10",
             "host-record=mx.notls.test,127.0.0.17",
@@ -198,7 +198,7 @@ fn required_tls_does_not_send_in_plaintext() {
 fn smarthost_overrides_mx_routing() {
     let port = free_tcp_port();
     // nowhere.test has no DNS at all: only the smarthost can take it.
-    let dns = Dnsmasq::start(&[], &[]);
+    let dns = Dnsmasq::start_retrying(&[], &[]);
     let sink = SmtpSink::start("127.0.0.18", port, &[]);
     let s = sender(&dns, port, &format!("smarthost = \"127.0.0.18:{port}\""));
     inject(&s, "u@be.test", &["a@nowhere.test"], MSG);
@@ -209,7 +209,7 @@ fn smarthost_overrides_mx_routing() {
 
 #[test]
 fn local_recipients_in_the_queue_are_delivered_locally() {
-    let dns = Dnsmasq::start(&[], &[]);
+    let dns = Dnsmasq::start_retrying(&[], &[]);
     let s = sender(&dns, free_tcp_port(), "");
     s.add_user("btm0001", "pw");
     inject(&s, "x@far.test", &["btm0001@be.test"], MSG);
@@ -228,7 +228,7 @@ fn local_recipients_in_the_queue_are_delivered_locally() {
 #[test]
 fn queue_stats_counts_by_state() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=down.test,mx.down.test,10",
             "host-record=mx.down.test,127.0.0.19",
@@ -242,4 +242,32 @@ fn queue_stats_counts_by_state() {
     assert_eq!(st["messages"], 1);
     assert_eq!(st["pending"], 2);
     assert!(st["oldest_age_seconds"].as_u64().unwrap() < 60);
+}
+
+#[test]
+fn a_silent_server_times_out_and_the_next_mx_takes_the_message() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start_retrying(
+        &[
+            "mx-host=mute.test,mx1.mute.test,10",
+            "mx-host=mute.test,mx2.mute.test,20",
+            "host-record=mx1.mute.test,127.0.0.26",
+            "host-record=mx2.mute.test,127.0.0.27",
+        ],
+        &[],
+    );
+    // Accepts connections and never says a word (no 220 greeting).
+    let mute = std::net::TcpListener::bind(("127.0.0.26", port)).unwrap();
+    let held = std::thread::spawn(move || {
+        let conns: Vec<_> = mute.incoming().take(1).collect();
+        std::thread::sleep(Duration::from_secs(8));
+        drop(conns);
+    });
+    let sink = SmtpSink::start("127.0.0.27", port, &[]);
+    let s = sender(&dns, port, "command_timeout = \"2s\"");
+    inject(&s, "u@be.test", &["a@mute.test"], MSG);
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got.len(), 1, "log:\n{}", s.log_text());
+    assert!(s.log_text().contains("timed out"), "the first MX timed out");
+    held.join().unwrap();
 }

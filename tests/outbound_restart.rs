@@ -33,7 +33,7 @@ fn queue_empty(s: &TestServer) -> bool {
 #[test]
 fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.31",
@@ -67,7 +67,7 @@ fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
 #[test]
 fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start(
+    let dns = Dnsmasq::start_retrying(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.32",

@@ -3,6 +3,14 @@
 //! and dot-stuffing of the body. Nothing here touches a socket, so every
 //! path (rejections, odd replies, pipelined failures) is unit-tested with
 //! byte strings; `transport` drives it over TCP/TLS.
+//!
+//! Why our own client rather than a crate such as lettre: a relay needs
+//! each recipient's own reply in one pipelined transaction (partial
+//! success, per-recipient DSNs), the body streamed from the queue file
+//! instead of a buffer, sessions reused across messages by destination
+//! address, and every reply kept verbatim for the DSN's Diagnostic-Code.
+//! lettre's transport sends an in-memory message and fails the whole
+//! transaction on the first refused recipient.
 
 use std::fmt;
 

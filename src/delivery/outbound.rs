@@ -31,6 +31,9 @@ pub use super::stats::{queue_stats, QueueStats};
 const POLL: Duration = Duration::from_secs(1);
 /// Messages being worked on at once; more wait for the next scan.
 const MAX_IN_FLIGHT: usize = 2000;
+/// RFC 5321 4.5.3.1.8: servers must take 100 recipients per transaction;
+/// more may be refused with 452, so larger groups are split.
+const MAX_RCPTS_PER_TRANSACTION: usize = 100;
 /// Addresses tried per destination host.
 const MAX_ADDRS_PER_HOST: usize = 4;
 
@@ -173,7 +176,13 @@ impl Runner {
         match self.router.route(&self.app, domain).await {
             Route::Fail(r) => all(Outcome::Failed(r)),
             Route::Defer(r) => all(Outcome::Deferred(r)),
-            Route::Hosts(hosts) => self.deliver_remote(msg, &hosts, rcpts).await,
+            Route::Hosts(hosts) => {
+                let mut out = Vec::with_capacity(rcpts.len());
+                for chunk in rcpts.chunks(MAX_RCPTS_PER_TRANSACTION) {
+                    out.extend(self.deliver_remote(msg, &hosts, chunk.to_vec()).await);
+                }
+                out
+            }
         }
     }
 

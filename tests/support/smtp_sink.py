@@ -5,6 +5,7 @@ octets after un-dot-stuffing) plus N.json (envelope, TLS use), and can
 misbehave on purpose:
   --tempfail N          answer 451 to the first N DATA transactions
   --reject ADDR         answer 550 5.1.1 at RCPT for this recipient (repeatable)
+  --size-limit N        advertise SIZE N (and refuse larger messages)
   --tls-cert/--tls-key  offer STARTTLS with this certificate
 Prints READY when it accepts connections.
 """
@@ -60,6 +61,7 @@ def main():
     p.add_argument("--dir", required=True)
     p.add_argument("--tempfail", type=int, default=0)
     p.add_argument("--reject", action="append", default=[])
+    p.add_argument("--size-limit", type=int, default=10 * 1024 * 1024)
     p.add_argument("--tls-cert")
     p.add_argument("--tls-key")
     args = p.parse_args()
@@ -78,7 +80,7 @@ def main():
         require_starttls=False,
         decode_data=False,
         server_hostname="sink.test",
-        data_size_limit=10 * 1024 * 1024,
+        data_size_limit=args.size_limit,
     )
     ctl.start()
     print("READY", flush=True)
