@@ -98,13 +98,13 @@ impl Session {
         cfg: &OutboundConfig,
     ) -> Result<Session, Reply> {
         match Self::open_once(peer, host, helo_name, cfg, cfg.tls).await {
-            Err(HandshakeFailed(r)) if cfg.tls == OutboundTls::Opportunistic => {
+            Err(OpenError::Tls(r)) if cfg.tls == OutboundTls::Opportunistic => {
                 tracing::info!(%peer, reply = %r, "TLS failed; retrying without STARTTLS");
                 Self::open_once(peer, host, helo_name, cfg, OutboundTls::None)
                     .await
-                    .map_err(|e| e.0)
+                    .map_err(OpenError::into_reply)
             }
-            r => r.map_err(|e| e.0),
+            r => r.map_err(OpenError::into_reply),
         }
     }
 
@@ -114,12 +114,12 @@ impl Session {
         helo_name: &str,
         cfg: &OutboundConfig,
         tls: OutboundTls,
-    ) -> Result<Session, HandshakeFailed> {
+    ) -> Result<Session, OpenError> {
         let tcp = match timeout(cfg.connect_timeout, TcpStream::connect(peer)).await {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(HandshakeFailed(io_reply("connecting to", peer, e))),
+            Ok(Err(e)) => return Err(OpenError::Plain(io_reply("connecting to", peer, e))),
             Err(_) => {
-                return Err(HandshakeFailed(io_reply(
+                return Err(OpenError::Plain(io_reply(
                     "connecting to",
                     peer,
                     "timed out",
@@ -140,37 +140,37 @@ impl Session {
         let greeting = s
             .read_reply(s.command_timeout)
             .await
-            .map_err(HandshakeFailed)?;
+            .map_err(OpenError::Plain)?;
         if greeting.code != 220 {
             s.quit().await;
-            return Err(HandshakeFailed(greeting));
+            return Err(OpenError::Plain(greeting));
         }
-        s.hello(helo_name).await.map_err(HandshakeFailed)?;
+        s.hello(helo_name).await.map_err(OpenError::Plain)?;
         if tls == OutboundTls::None {
             return Ok(s);
         }
         if !s.caps.starttls {
             if tls == OutboundTls::Required {
                 s.quit().await;
-                return Err(HandshakeFailed(Reply::local(
+                return Err(OpenError::Plain(Reply::local(
                     451,
                     format!("4.7.4 TLS is required but {peer} does not offer STARTTLS"),
                 )));
             }
             return Ok(s);
         }
-        let r = s.command(b"STARTTLS\r\n").await.map_err(HandshakeFailed)?;
+        let r = s.command(b"STARTTLS\r\n").await.map_err(OpenError::Plain)?;
         if r.code != 220 {
             if tls == OutboundTls::Required {
                 s.quit().await;
-                return Err(HandshakeFailed(r));
+                return Err(OpenError::Plain(r));
             }
             return Ok(s);
         }
         // Anything the server sent before the handshake would be injected
         // plaintext (CVE-2011-0411 style): refuse it.
         if !s.io.buffer().is_empty() {
-            return Err(HandshakeFailed(io_reply(
+            return Err(OpenError::Plain(io_reply(
                 "STARTTLS with",
                 peer,
                 "data after the 220 reply",
@@ -187,13 +187,13 @@ impl Session {
         .await
         {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(HandshakeFailed(io_reply("TLS with", peer, e))),
-            Err(_) => return Err(HandshakeFailed(io_reply("TLS with", peer, "timed out"))),
+            Ok(Err(e)) => return Err(OpenError::Tls(io_reply("TLS with", peer, e))),
+            Err(_) => return Err(OpenError::Tls(io_reply("TLS with", peer, "timed out"))),
         };
         s.io = BufReader::new(Box::new(tls_stream));
         s.tls = true;
         // RFC 3207 4.2: forget what was learned before TLS; EHLO again.
-        s.hello(helo_name).await.map_err(HandshakeFailed)?;
+        s.hello(helo_name).await.map_err(OpenError::Tls)?;
         Ok(s)
     }
 
@@ -351,8 +351,19 @@ impl Session {
     }
 }
 
-/// Open failures; only a TLS handshake failure is retried in plaintext.
-struct HandshakeFailed(Reply);
+/// Open failures; only a failed TLS handshake is retried in plaintext.
+enum OpenError {
+    Plain(Reply),
+    Tls(Reply),
+}
+
+impl OpenError {
+    fn into_reply(self) -> Reply {
+        match self {
+            OpenError::Plain(r) | OpenError::Tls(r) => r,
+        }
+    }
+}
 
 /// Reads one line (LF-terminated) of at most MAX_REPLY_LINE octets.
 async fn read_line(r: &mut BufReader<Box<dyn Io>>) -> io::Result<Vec<u8>> {
@@ -442,5 +453,144 @@ impl ServerCertVerifier for AnyCertificate {
     }
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A one-connection server: sends `greeting`, then for each step reads
+    /// one command (or, for ".", a whole DATA body) and sends the reply.
+    /// Returns everything the client sent.
+    async fn scripted(
+        greeting: &'static str,
+        steps: Vec<(&'static str, &'static str)>,
+    ) -> (SocketAddr, tokio::task::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (tcp, _) = l.accept().await.unwrap();
+            let mut r = BufReader::new(tcp);
+            let mut seen = String::new();
+            r.get_mut().write_all(greeting.as_bytes()).await.unwrap();
+            for (expect, reply) in steps {
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap() == 0 {
+                        return seen;
+                    }
+                    seen += &line;
+                    if expect != "." || line == ".\r\n" {
+                        assert!(line.starts_with(expect), "{line:?} for {expect:?}");
+                        break;
+                    }
+                }
+                r.get_mut().write_all(reply.as_bytes()).await.unwrap();
+            }
+            let mut rest = String::new();
+            let _ = r.read_to_string(&mut rest).await;
+            seen + &rest
+        });
+        (addr, h)
+    }
+
+    fn cfg(tls: OutboundTls) -> OutboundConfig {
+        let mut c = Config::embedded_default().outbound;
+        c.tls = tls;
+        c
+    }
+
+    fn body(data: &'static [u8]) -> impl FnOnce() -> Body {
+        move || stream_body(move || Ok(Box::new(data) as Box<dyn Read + Send>))
+    }
+
+    #[tokio::test]
+    async fn helo_fallback_and_a_sequential_transaction() {
+        let (addr, server) = scripted(
+            "220 old.test\r\n",
+            vec![
+                ("EHLO me.test", "502 what?\r\n"),
+                ("HELO me.test", "250 old.test\r\n"),
+                ("MAIL FROM:<s@be.test>\r\n", "250 ok\r\n"),
+                ("RCPT TO:<a@old.test>", "550 5.1.1 no\r\n"),
+                ("RCPT TO:<b@old.test>", "250 ok\r\n"),
+                ("DATA", "354 go\r\n"),
+                (".", "250 queued\r\n"),
+                ("QUIT", "221 bye\r\n"),
+            ],
+        )
+        .await;
+        let mut s = Session::open(
+            addr,
+            "old.test",
+            "me.test",
+            &cfg(OutboundTls::Opportunistic),
+        )
+        .await
+        .unwrap();
+        assert!(!s.tls);
+        let out = s
+            .send(
+                "s@be.test",
+                vec!["a@old.test".into(), "b@old.test".into()],
+                9,
+                body(b".x\r\ny"),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out[0].1.code, 550);
+        assert_eq!(out[1].1.code, 250);
+        assert!(s.reusable());
+        s.quit().await;
+        let seen = server.await.unwrap();
+        assert!(seen.contains("DATA\r\n..x\r\ny\r\n.\r\n"), "{seen}");
+    }
+
+    #[tokio::test]
+    async fn a_refusing_greeting_is_an_error_with_its_reply() {
+        let (addr, _server) = scripted("554 go away\r\n", vec![("QUIT", "221 bye\r\n")]).await;
+        let err = Session::open(addr, "x.test", "me.test", &cfg(OutboundTls::None))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.to_string(), "554 go away");
+    }
+
+    #[tokio::test]
+    async fn plaintext_injected_after_starttls_is_refused() {
+        let (addr, _server) = scripted(
+            "220 x.test\r\n",
+            vec![
+                ("EHLO", "250-x.test\r\n250 STARTTLS\r\n"),
+                ("STARTTLS", "220 go ahead\r\n250 injected\r\n"),
+            ],
+        )
+        .await;
+        let err = Session::open(addr, "x.test", "me.test", &cfg(OutboundTls::Required))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("data after the 220"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn required_tls_refuses_a_server_without_starttls() {
+        let (addr, _server) = scripted(
+            "220 x.test\r\n",
+            vec![
+                ("EHLO", "250-x.test\r\n250 PIPELINING\r\n"),
+                ("QUIT", "221 bye\r\n"),
+            ],
+        )
+        .await;
+        let err = Session::open(addr, "x.test", "me.test", &cfg(OutboundTls::Required))
+            .await
+            .err()
+            .unwrap();
+        assert!(err.to_string().starts_with("451 4.7.4"), "{err}");
     }
 }
