@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+use tracing::Instrument;
 
 pub use super::stats::{queue_stats, QueueStats};
 
@@ -114,10 +115,14 @@ impl Runner {
                 }
             }
             let runner = self.clone();
-            tokio::spawn(async move {
-                runner.process(&msg.id).await;
-                runner.in_flight().remove(&msg.id);
-            });
+            let span = tracing::info_span!("outbound", id = %msg.id);
+            tokio::spawn(
+                async move {
+                    runner.process(&msg.id).await;
+                    runner.in_flight().remove(&msg.id);
+                }
+                .instrument(span),
+            );
         }
     }
 
@@ -387,9 +392,7 @@ impl Runner {
                     bounced.push((addr, "4.4.7".into(), text));
                 }
                 Outcome::Deferred(r) => {
-                    let step = cfg.retry_schedule
-                        [(attempts as usize).min(cfg.retry_schedule.len().saturating_sub(1))];
-                    let next = (now + step).min(expires.max(now));
+                    let next = (now + retry_delay(&cfg.retry_schedule, attempts)).min(expires);
                     rows.push((addr, RecipientState::Pending, next, r.to_string()));
                 }
             }
@@ -412,7 +415,7 @@ impl Runner {
                 Err(e) => {
                     // Without its DSN a failure must not be final: try again later.
                     tracing::error!(id = %msg.id, error = %e, "writing the DSN; will retry");
-                    let later = now + cfg.retry_schedule[0];
+                    let later = now + retry_delay(&cfg.retry_schedule, 0);
                     rows.extend(
                         bounced
                             .into_iter()
@@ -522,6 +525,12 @@ impl Runner {
     }
 }
 
+/// The wait after the `attempts`+1-th failure; the last step repeats.
+fn retry_delay(schedule: &[Duration], attempts: u32) -> Duration {
+    let i = (attempts as usize).min(schedule.len().saturating_sub(1));
+    schedule.get(i).copied().unwrap_or(Duration::from_secs(300))
+}
+
 fn has_pending(m: &QueuedMessage) -> bool {
     m.recipients
         .iter()
@@ -534,4 +543,25 @@ fn domain_of(address: &str) -> String {
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_schedule_last_step_repeats() {
+        let s = [Duration::from_secs(5), Duration::from_secs(60)];
+        assert_eq!(retry_delay(&s, 0), Duration::from_secs(5));
+        assert_eq!(retry_delay(&s, 1), Duration::from_secs(60));
+        assert_eq!(retry_delay(&s, 9), Duration::from_secs(60));
+        assert_eq!(retry_delay(&[], 0), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn domains_are_lower_case_without_the_root_dot() {
+        assert_eq!(domain_of("a@Far.Test."), "far.test");
+        assert_eq!(domain_of("postmaster"), "");
+        assert_eq!(domain_of("\"a@b\"@c.test"), "c.test");
+    }
 }
