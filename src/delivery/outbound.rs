@@ -424,11 +424,21 @@ impl Runner {
                 }
             }
         }
+        // When this run settled every recipient, removing the message is the
+        // one durable step needed (one commit instead of one per recipient).
+        let others_pending = msg.recipients.iter().any(|r| {
+            r.state == RecipientState::Pending && !rows.iter().any(|row| row.0 == r.address)
+        });
+        let settled = !others_pending && rows.iter().all(|r| r.1 != RecipientState::Pending);
         let id = msg.id.clone();
         let updated = self
             .app
             .store
             .run(move |s| {
+                if settled {
+                    s.queue.remove(&id)?;
+                    return Ok(None);
+                }
                 for (addr, state, next, reply) in &rows {
                     s.queue.record(&id, addr, *state, *next, reply)?;
                 }

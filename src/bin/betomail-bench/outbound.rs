@@ -140,12 +140,13 @@ pub async fn run(a: Args) -> anyhow::Result<()> {
     let _ = server.wait();
     let _ = dnsmasq.kill();
     let _ = dnsmasq.wait();
-    let msgs = counters.messages.load(Ordering::Relaxed);
+    let txns = counters.messages.load(Ordering::Relaxed);
     println!(
-        "delivered {msgs} messages ({} recipients) over {} connections in {delivered:.2?}: {:.0} msg/s; queue empty after {drained:.2?}",
+        "{} queued messages delivered in {delivered:.2?}: {:.0} msg/s ({txns} SMTP transactions, {} recipients, {} connections); queue empty after {drained:.2?}",
+        a.messages,
+        a.messages as f64 / delivered.as_secs_f64(),
         counters.recipients.load(Ordering::Relaxed),
         counters.connections.load(Ordering::Relaxed),
-        msgs as f64 / delivered.as_secs_f64()
     );
     std::io::stdout().flush()?;
     let _ = std::fs::remove_dir_all(&dir);
