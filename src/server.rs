@@ -25,11 +25,11 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     for (l, tcp) in bound {
         let addr = tcp.local_addr()?;
         println!(
-            "  {:<8} {:<5} {:<22} tls={:?}",
+            "  {:<8} {:<5} {:<22} tls={}",
             l.name,
             format!("{:?}", l.protocol).to_lowercase(),
             addr,
-            l.tls_mode()
+            format!("{:?}", l.tls_mode()).to_lowercase()
         );
         let app = app.clone();
         match l.protocol {

@@ -28,7 +28,7 @@ pub fn cert_paths(cfg: &Config) -> anyhow::Result<(PathBuf, PathBuf)> {
             .map_err(|e| anyhow!("generating a self-signed certificate: {e}"))?;
         write_private(&key, generated.key_pair.serialize_pem().as_bytes())?;
         std::fs::write(&cert, generated.cert.pem()).context("writing the certificate")?;
-        tracing::info!(cert = %cert.display(), "generated a self-signed certificate");
+        tracing::info!("generated a self-signed certificate in the data directory");
     }
     Ok((cert, key))
 }

@@ -219,3 +219,33 @@ fn swaks_auth_over_starttls_and_null_sender() {
     assert!(text.starts_with("Received: from client.test ([127.0.0.1])\r\n\tby mail.be.test (betomail) with ESMTPSA\r\n\t(using TLSv1_3"), "{text}");
     assert!(text.contains("(authenticated as btm0001)"), "{text}");
 }
+
+#[test]
+fn implicit_tls_submission() {
+    let s = server("");
+    let a = s.addr("smtps");
+    let out = python(
+        r#"
+import smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP_SSL(sys.argv[1], int(sys.argv[2]), context=ctx, timeout=30)
+s.ehlo("client.test")
+print("starttls" in s.esmtp_features, s.esmtp_features.get("auth", "").strip())
+s.login("btm0002@be.test", "pass2")
+print(s.sendmail("btm0002@be.test", ["btm0001@be.test"], b"Subject: over tls\r\n\r\nx\r\n"))
+s.quit()
+"#,
+        &[&a.ip().to_string(), &a.port().to_string()],
+    );
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["False PLAIN LOGIN CRAM-MD5 PLAIN LOGIN CRAM-MD5", "{}"]
+    );
+    let got = pop_messages(s.addr("pop"), "btm0001", "pass1");
+    let text = String::from_utf8_lossy(&got[0]);
+    assert!(text.starts_with("Return-Path: <btm0002@be.test>\r\nReceived: from client.test ([127.0.0.1])\r\n\tby mail.be.test (betomail) with ESMTPSA\r\n\t(using TLSv1_3 "), "{text}");
+    assert!(
+        text.contains("\t(authenticated as btm0002)\r\n\tfor <btm0001@be.test>;\r\n"),
+        "{text}"
+    );
+}

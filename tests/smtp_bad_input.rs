@@ -161,6 +161,7 @@ fn silent_client_times_out() {
     let mut c = ehlo(s.addr("mx"));
     start_data(&mut c);
     c.send("Subject: cut\r\n\r\npartial");
+    assert_eq!(c.line(), "421 4.4.2 mail.be.test Error: timeout exceeded");
     assert!(c.closed());
     assert!(mailbox(&s).is_empty());
 }

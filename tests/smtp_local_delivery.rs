@@ -162,3 +162,63 @@ fn loop_protection() {
     assert!(c.cmd(&format!("{four}\r\nok\r\n.")).starts_with("250 "));
     assert_eq!(pop_messages(s.addr("pop"), "btm0001", "pass1").len(), 1);
 }
+
+#[test]
+fn store_failure_acknowledges_nothing() {
+    let s = server("");
+    // Deliver once so the mailbox exists, then break it: `new` becomes a file.
+    s.deliver("btm0002@be.test", b"Subject: first\r\n\r\nx\r\n");
+    let new = s.data_dir().join("mail/btm0002/new");
+    std::fs::remove_dir_all(&new).unwrap();
+    std::fs::write(&new, b"").unwrap();
+    let mut c = ehlo(s.addr("smtpa"));
+    assert_eq!(
+        c.cmd("AUTH PLAIN AGJ0bTAwMDEAcGFzczE="),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(c.cmd("MAIL FROM:<btm0001@be.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<far@remote.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<btm0002@be.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert_eq!(
+        c.cmd("Subject: t\r\n\r\nx\r\n."),
+        "451 4.3.0 Temporary failure, please try again later"
+    );
+    // Nothing was kept: not the queued copy, not the other mailbox's.
+    assert!(queue_ids(&s).is_empty());
+    assert!(pop_messages(s.addr("pop"), "btm0001", "pass1").is_empty());
+    let dir = s.data_dir().display().to_string();
+    let log = s.log_text();
+    let failure = log
+        .lines()
+        .find(|l| l.contains("message not stored"))
+        .expect("logged");
+    assert!(!failure.contains(&dir), "a path in the log: {failure}");
+}
+
+#[test]
+fn big_message_streams() {
+    let s = server("");
+    let mx = s.addr("mx");
+    let out = python(
+        r#"
+import smtplib, sys
+line = b"b" * 998 + b"\r\n"
+msg = b"Subject: big\r\n\r\n" + line * 20000
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), timeout=60)
+print(s.sendmail("x@remote.test", ["btm0001@be.test"], msg), len(msg))
+s.quit()
+"#,
+        &[&mx.ip().to_string(), &mx.port().to_string()],
+    );
+    let size: usize = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let mut c = Client::connect(s.addr("pop"));
+    c.line();
+    c.cmd("USER btm0001");
+    assert!(c.cmd("PASS pass1").starts_with("+OK"));
+    let stat = c.cmd("STAT");
+    let stored: usize = stat.split_whitespace().nth(2).unwrap().parse().unwrap();
+    // Ours adds a Return-Path and a Received header (well under 1 KB).
+    assert!(stored > size && stored < size + 1024, "{stat} vs {size}");
+}

@@ -31,6 +31,9 @@ pub enum Command {
     Uidl(Option<u32>),
     Capa,
     Stls,
+    /// Bare AUTH: lists the SASL mechanisms (the pre-RFC 5034 form that
+    /// Outlook-era clients probe with).
+    AuthList,
     /// RFC 5034: mechanism (upper-cased) and the optional initial response.
     Auth {
         mechanism: String,
@@ -134,6 +137,7 @@ pub fn parse(line: &[u8]) -> Result<Command, ParseError> {
         ("UIDL", [n]) => Command::Uidl(Some(number(n)?)),
         ("CAPA", []) => Command::Capa,
         ("STLS", []) => Command::Stls,
+        ("AUTH", []) => Command::AuthList,
         ("AUTH", [mech]) => Command::Auth {
             mechanism: mech.to_ascii_uppercase(),
             initial: None,
@@ -177,6 +181,7 @@ mod tests {
         assert_eq!(p("user btm0001"), Ok(Command::User("btm0001".into())));
         assert_eq!(p("capa"), Ok(Command::Capa));
         assert_eq!(p("stls"), Ok(Command::Stls));
+        assert_eq!(p("AUTH"), Ok(Command::AuthList));
     }
 
     #[test]

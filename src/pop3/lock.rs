@@ -60,6 +60,18 @@ impl MailboxLock {
         self.lost.notified().await
     }
 
+    /// Refreshes now; false if the lock is no longer ours (checked before
+    /// deletions so a session whose lock was cleared changes nothing).
+    pub async fn confirm(&self) -> bool {
+        let (a, o) = (self.account.clone(), self.owner.clone());
+        matches!(
+            self.store
+                .run(move |s| s.locks.refresh(&a, &o, LOCK_TTL))
+                .await,
+            Ok(true)
+        )
+    }
+
     pub async fn release(mut self) {
         self.released = true;
         self.refresher.abort();
@@ -76,9 +88,10 @@ impl Drop for MailboxLock {
         if self.released {
             return;
         }
-        let (store, a, o) = (self.store.clone(), self.account.clone(), self.owner.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn_blocking(move || store.locks.release(&a, &o));
+        // Only when the session's task is dropped (server shutdown): then a
+        // blocking task might never run, so release right here.
+        if let Err(e) = self.store.locks.release(&self.account, &self.owner) {
+            tracing::warn!(account = %self.account, error = %e, "releasing the lock failed; it lapses by itself");
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::config::{Listener, TlsMode};
 use crate::dns::{self, Decision};
 use crate::net::{self, Conn, Line};
 use crate::store::{Account, MessageInfo};
+use std::future::Future;
 use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,17 +50,19 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
     let mut conn = Conn::new(tcp, peer);
     let idle = app.config.limits.pop3_idle_timeout;
     let ip = peer.ip().to_canonical();
-    let refusal = fcrdns_refusal(&app, &listener, ip).await;
+    // Futures of one-off steps are boxed so that they do not size every
+    // idle session's task.
+    let refusal = Box::pin(fcrdns_refusal(&app, &listener, ip)).await;
     if listener.tls_mode() == TlsMode::Implicit {
-        match tokio::time::timeout(idle, conn.start_tls(&app.tls)).await {
+        match tokio::time::timeout(idle, Box::pin(conn.start_tls(&app.tls))).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
             Err(_) => return tracing::debug!("TLS handshake timed out"),
         }
     }
     if let Some(text) = refusal {
-        let _ = conn.write_all(text.as_bytes()).await;
-        conn.shutdown().await;
+        let _ = timed(idle, conn.write_all(text.as_bytes())).await;
+        close(&mut conn).await;
         return;
     }
     let nanos = SystemTime::now()
@@ -81,7 +84,10 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
         mailbox: None,
     };
     tracing::debug!("connected");
-    if conn.write_all(&session.greeting()).await.is_ok() {
+    if timed(idle, conn.write_all(&session.greeting()))
+        .await
+        .is_ok()
+    {
         serve(&mut ctx, &mut conn, &mut session, idle).await;
     }
     // Ends the lock the moment the session ends, whichever way (SEED-6);
@@ -89,8 +95,13 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
     if let Some((_, lock)) = ctx.mailbox.take() {
         lock.release().await;
     }
-    conn.shutdown().await;
+    close(&mut conn).await;
     tracing::debug!("closed");
+}
+
+/// TLS close_notify to a client that stopped reading must not hang.
+async fn close(conn: &mut Conn) {
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.shutdown()).await;
 }
 
 /// The command loop; returns when the session is over.
@@ -107,14 +118,14 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             r = tokio::time::timeout(idle, conn.read_line(max_line)) => r,
             _ = lost => {
                 tracing::warn!("mailbox lock lost");
-                let _ = conn.write_all(session::LOCK_LOST).await;
+                let _ = timed(idle, conn.write_all(session::LOCK_LOST)).await;
                 return;
             }
         };
         let mut out = match line {
             Err(_) => {
                 tracing::info!("idle timeout");
-                let _ = conn.write_all(session::IDLE_TIMEOUT).await;
+                let _ = timed(idle, conn.write_all(session::IDLE_TIMEOUT)).await;
                 return;
             }
             Ok(Err(e)) => return tracing::debug!(error = %e, "read failed"),
@@ -123,25 +134,33 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             Ok(Ok(Line::Complete { bytes, .. })) => session.input(&bytes),
         };
         loop {
-            if conn.write_buffered(&out.text).await.is_err() {
+            if timed(idle, conn.write_buffered(&out.text)).await.is_err() {
                 return;
             }
             let Some(effect) = out.effect.take() else {
                 break;
             };
-            out = match perform(ctx, conn, session, effect, idle).await {
+            out = match Box::pin(perform(ctx, conn, session, effect, idle)).await {
                 Some(o) => o,
                 None => {
-                    let _ = conn.flush().await;
+                    let _ = timed(idle, conn.flush()).await;
                     return;
                 }
             };
         }
         // RFC 2449 6.6 PIPELINING: answer a batch with one write.
-        if !conn.has_buffered_input() && conn.flush().await.is_err() {
+        if !conn.has_buffered_input() && timed(idle, conn.flush()).await.is_err() {
             return;
         }
     }
+}
+
+/// Writes are bounded by the idle timeout too: a client that stops reading
+/// cannot keep its session, and its mailbox lock, forever.
+async fn timed<T>(idle: Duration, f: impl Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(idle, f)
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
 }
 
 /// Does one effect; None ends the session.
@@ -155,7 +174,7 @@ async fn perform(
     match effect {
         Effect::Close => None,
         Effect::StartTls => {
-            conn.flush().await.ok()?;
+            timed(idle, conn.flush()).await.ok()?;
             match tokio::time::timeout(idle, conn.start_tls(&ctx.app.tls)).await {
                 Ok(Ok(())) => {
                     session.tls_done();
@@ -173,10 +192,12 @@ async fn perform(
         }
         Effect::Send { msg, top, ok } => {
             let (account, _) = ctx.mailbox.as_ref()?;
-            match send(ctx, account.clone(), msg, top, &ok, conn).await {
+            match send(ctx, account.clone(), msg, top, &ok, conn, idle).await {
                 Ok(true) => Some(Output::default()),
                 Ok(false) => {
-                    conn.write_buffered(session::SEND_FAILED).await.ok()?;
+                    timed(idle, conn.write_buffered(session::SEND_FAILED))
+                        .await
+                        .ok()?;
                     Some(Output::default())
                 }
                 Err(e) => {
@@ -187,6 +208,11 @@ async fn perform(
         }
         Effect::Commit(msgs) => {
             let (account, lock) = ctx.mailbox.take()?;
+            if !lock.confirm().await {
+                tracing::warn!(account = %account.name, "mailbox lock lost before UPDATE");
+                let _ = timed(idle, conn.write_buffered(session::LOCK_LOST)).await;
+                return None;
+            }
             let n = msgs.len();
             let result = if n == 0 {
                 Ok(0)
@@ -200,7 +226,8 @@ async fn perform(
                     }
                 }
             };
-            tracing::info!(account = %account.name, deleted = n, "logout");
+            let deleted = result.unwrap_or(0);
+            tracing::info!(account = %account.name, deleted, "logout");
             // Released before the reply, so the client's next login finds it free.
             lock.release().await;
             Some(session.commit_done(result))
@@ -243,6 +270,7 @@ async fn fcrdns_refusal(app: &App, listener: &Listener, ip: IpAddr) -> Option<St
 /// Verifies, locks (SEED-6), lists the snapshot and grants relay (SEED-9).
 async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> LoginResult {
     let app = ctx.app.clone();
+    let user = session::shown_name(&login);
     let account = match app
         .auth
         .verify_async(login, credential, Purpose::Pop3)
@@ -251,7 +279,7 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
         AuthResult::Ok(a) => a,
         AuthResult::Failed => {
             let delay = app.auth.failures.failed(ctx.ip);
-            tracing::info!(delay_ms = delay.as_millis() as u64, "login failed");
+            tracing::info!(user, delay_ms = delay.as_millis() as u64, "login failed");
             tokio::time::sleep(delay).await;
             return LoginResult::Failed;
         }
@@ -299,7 +327,8 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
 }
 
 /// RETR/TOP: opens the message (false if it cannot be read), writes `ok`
-/// and streams it dot-stuffed; a reader thread stays one chunk ahead.
+/// and streams it dot-stuffed. The first chunk is read with the open; a
+/// larger message gets a reader thread that stays a chunk ahead.
 async fn send(
     ctx: &Ctx,
     account: Account,
@@ -307,37 +336,54 @@ async fn send(
     top: Option<u32>,
     ok: &str,
     conn: &mut Conn,
+    idle: Duration,
 ) -> io::Result<bool> {
     let uid = msg.uid.clone();
-    let reader = match ctx
+    // The size is known: no need to zero a whole chunk for a small message.
+    let first_len = (msg.size as usize).saturating_add(1).min(CHUNK);
+    let opened = ctx
         .app
         .store
-        .run(move |s| s.mail.open(&account, &msg))
-        .await
-    {
+        .run(move |s| {
+            let mut reader = s.mail.open(&account, &msg)?;
+            let first = read_chunk(&mut reader, first_len)?;
+            Ok((reader, first))
+        })
+        .await;
+    let (reader, first) = match opened {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(uid, error = %e, "opening a message failed");
             return Ok(false);
         }
     };
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
-    tokio::task::spawn_blocking(move || read_chunks(reader, tx));
-    let mut out = Vec::with_capacity(CHUNK + CHUNK / 32 + 8);
+    let mut out = Vec::with_capacity(first.len() + first.len() / 32 + ok.len() + 8);
     out.extend_from_slice(ok.as_bytes());
     out.extend_from_slice(b"\r\n");
     let mut stuffer = Stuffer::new(top);
-    while let Some(chunk) = rx.recv().await {
-        let done = stuffer.feed(&chunk?, &mut out);
-        conn.write_buffered(&out).await?;
-        out.clear();
-        if done {
-            break;
+    let more = first.len() == first_len;
+    if !stuffer.feed(&first, &mut out) && more {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
+        tokio::task::spawn_blocking(move || read_chunks(reader, tx));
+        loop {
+            timed(idle, conn.write_buffered(&out)).await?;
+            out.clear();
+            let Some(chunk) = rx.recv().await else { break };
+            if stuffer.feed(&chunk?, &mut out) {
+                break;
+            }
         }
     }
     stuffer.finish(&mut out);
-    conn.write_buffered(&out).await?;
+    timed(idle, conn.write_buffered(&out)).await?;
     Ok(true)
+}
+
+/// Up to `len` octets; fewer only at the end of the message.
+fn read_chunk(reader: &mut dyn Read, len: usize) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::with_capacity(len);
+    reader.take(len as u64).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 fn read_chunks(
@@ -345,19 +391,10 @@ fn read_chunks(
     tx: tokio::sync::mpsc::Sender<io::Result<Vec<u8>>>,
 ) {
     loop {
-        let mut buf = vec![0; CHUNK];
-        let r = match reader.read(&mut buf) {
-            Ok(0) => return,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(buf)
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => Err(e),
-        };
-        let failed = r.is_err();
+        let r = read_chunk(&mut reader, CHUNK);
+        let stop = !matches!(&r, Ok(b) if b.len() == CHUNK);
         // The receiver is gone when TOP has enough or the client left.
-        if tx.blocking_send(r).is_err() || failed {
+        if matches!(&r, Ok(b) if b.is_empty()) || tx.blocking_send(r).is_err() || stop {
             return;
         }
     }

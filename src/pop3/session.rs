@@ -308,6 +308,15 @@ impl Session {
                 }
                 _ => Output::line("-ERR Unsupported authentication mechanism."),
             },
+            Command::AuthList => {
+                let mut o = Output::line("+OK");
+                if self.plaintext_ok() {
+                    o.push("PLAIN");
+                }
+                o.push("CRAM-MD5");
+                o.push(".");
+                o
+            }
             Command::Stls if !self.cfg.stls || self.tls => {
                 self.bad_command("-ERR STLS is not available here.")
             }

@@ -185,6 +185,7 @@ fn plaintext_refused_before_tls() {
     assert_eq!(text(&say(&mut s, "USER a")), refusal);
     assert_eq!(text(&say(&mut s, "PASS a")), refusal);
     assert_eq!(text(&say(&mut s, "AUTH PLAIN AGEAYg==")), refusal);
+    assert_eq!(text(&say(&mut s, "AUTH")), "+OK\r\nCRAM-MD5\r\n.\r\n");
     let capa = text(&say(&mut s, "CAPA"));
     assert!(!capa.contains("USER"), "{capa}");
     assert!(capa.contains("SASL CRAM-MD5\r\n"), "{capa}");

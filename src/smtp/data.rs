@@ -25,7 +25,7 @@ const SPILL_AT: usize = 512 * 1024;
 /// [`SPILL_AT`], so a 50 MB message never sits in memory.
 pub enum Spool {
     Mem(Vec<u8>),
-    File(File),
+    File(io::BufWriter<File>),
 }
 
 static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -43,12 +43,13 @@ impl Spool {
                 std::process::id(),
                 SPOOL_COUNTER.fetch_add(1, Ordering::Relaxed)
             ));
-            let mut f = OpenOptions::new()
+            let f = OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
                 .open(&path)?;
             let _ = std::fs::remove_file(&path);
+            let mut f = io::BufWriter::with_capacity(64 * 1024, f);
             f.write_all(buf)?;
             *self = Spool::File(f);
         }
@@ -62,7 +63,9 @@ impl Spool {
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + '_>> {
         match self {
             Spool::Mem(buf) => Ok(Box::new(&buf[..])),
-            Spool::File(f) => {
+            Spool::File(w) => {
+                w.flush()?;
+                let f = w.get_mut();
                 f.rewind()?;
                 Ok(Box::new(io::BufReader::with_capacity(64 * 1024, f)))
             }

@@ -5,7 +5,7 @@
 use super::command;
 use super::data::{self, Collector, Trace, MAX_DATA_LINE};
 use super::reply::Reply;
-use super::session::{Session, Settings, Step};
+use super::session::{Session, Settings, Step, Transaction};
 use crate::app::App;
 use crate::auth::AuthResult;
 use crate::config::{FcrdnsMode, Listener, RelayBy, TlsMode};
@@ -107,13 +107,7 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
         )
         .await
         {
-            Err(_) => {
-                let r = Reply::new(
-                    421,
-                    format!("4.4.2 {} Error: timeout exceeded", ctx.settings.hostname),
-                );
-                return send(ctx, conn, &r).await;
-            }
+            Err(_) => return send(ctx, conn, &timeout_reply(ctx)).await,
             Ok(line) => line?,
         };
         let mut step = match line {
@@ -170,8 +164,7 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
                 }
                 Step::Data { reply, tx } => {
                     send(ctx, conn, &reply).await?;
-                    let r = receive(ctx, conn, &session, tx).await?;
-                    Step::Reply(r)
+                    receive(ctx, conn, &session, tx).await?
                 }
             }
         }
@@ -190,7 +183,7 @@ async fn fcrdns(ctx: &Ctx, ip: std::net::IpAddr) -> Option<Reply> {
         Decision::Refuse => Some(Reply::new(
             554,
             format!(
-                "5.7.1 {} See {}",
+                "5.7.1 Refused: {}. See {}",
                 report.reason(),
                 ctx.app.config.dns_check_url()
             ),
@@ -227,28 +220,35 @@ async fn receive(
     ctx: &Ctx,
     conn: &mut Conn,
     session: &Session,
-    tx: super::session::Transaction,
-) -> io::Result<Reply> {
+    tx: Transaction,
+) -> io::Result<Step> {
     let cfg = &ctx.app.config;
     let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size);
     loop {
-        match timed(ctx, conn.read_line(MAX_DATA_LINE)).await? {
+        let line =
+            tokio::time::timeout(cfg.limits.smtp_idle_timeout, conn.read_line(MAX_DATA_LINE)).await;
+        match line {
+            Err(_) => return Ok(Step::Close(timeout_reply(ctx))),
             // A client that goes away mid-message gets nothing acknowledged.
-            Line::Eof => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA")),
-            Line::TooLong => c.line_too_long(),
-            Line::Complete { bytes, bare_lf } => {
-                if c.is_end(&bytes, bare_lf) {
-                    break;
+            Ok(line) => match line? {
+                Line::Eof => {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA"))
                 }
-                c.line(&bytes, bare_lf);
-            }
+                Line::TooLong => c.line_too_long(),
+                Line::Complete { bytes, bare_lf } => {
+                    if c.is_end(&bytes, bare_lf) {
+                        break;
+                    }
+                    c.line(&bytes, bare_lf);
+                }
+            },
         }
     }
     let (mut spool, size) = match c.finish(cfg.limits.max_received_headers) {
         Ok(s) => s,
         Err(r) => {
             tracing::info!(reply = %r.summary(), "message refused");
-            return Ok(r);
+            return Ok(Step::Reply(r));
         }
     };
     let received = data::received_header(
@@ -263,34 +263,29 @@ async fn receive(
         },
         chrono::Utc::now(),
     );
+    let (from, local, remote) = (tx.sender.clone(), tx.local.len(), tx.remote.len());
     let max = cfg.max_message_size;
-    let (tx, result) = {
-        let result = ctx
-            .app
-            .store
-            .run(move |s| {
-                let r = data::store_message(s, &tx, &received, &mut spool, max);
-                Ok((tx, r))
-            })
-            .await;
-        match result {
-            Ok((tx, r)) => (Some(tx), r),
-            Err(e) => (None, Err(e)),
-        }
-    };
+    let result = ctx
+        .app
+        .store
+        .run(move |s| data::store_message(s, &tx, &received, &mut spool, max))
+        .await;
     let reply = data::outcome_reply(&result);
-    match (&result, &tx) {
-        (Ok(queued), Some(tx)) => {
-            tracing::info!(
-                from = %tx.sender, local = tx.local.len(), remote = tx.remote.len(),
-                size, queued = queued.as_deref().unwrap_or("-"), "message accepted"
-            );
+    match &result {
+        Ok(queued) => {
+            tracing::info!(%from, local, remote, size, queued = queued.as_deref().unwrap_or("-"), "message accepted");
             if queued.is_some() {
                 ctx.app.queue_wakeup.notify_one();
             }
         }
-        (Err(e), _) => tracing::warn!(error = %e, reply = %reply.summary(), "message not stored"),
-        _ => {}
+        Err(e) => tracing::warn!(error = %e, reply = %reply.summary(), "message not stored"),
     }
-    Ok(reply)
+    Ok(Step::Reply(reply))
+}
+
+fn timeout_reply(ctx: &Ctx) -> Reply {
+    Reply::new(
+        421,
+        format!("4.4.2 {} Error: timeout exceeded", ctx.settings.hostname),
+    )
 }

@@ -466,11 +466,8 @@ impl Session {
                         login: authc.to_string(),
                         credential: Credential::Password(pass.to_string()),
                     },
-                    [_, authc, _] => Step::Verify {
-                        // Acting for someone else is not allowed: fails below.
-                        login: authc.to_string(),
-                        credential: Credential::Password(String::new()),
-                    },
+                    // Acting for another user (a different authzid) is not offered.
+                    [_, _, _] => self.auth_done(AuthResult::Failed),
                     _ => self.bad(Reply::new(501, "5.5.2 Malformed PLAIN response")),
                 }
             }

@@ -386,3 +386,28 @@ fn duplicate_recipients_deliver_once() {
     assert_eq!(tx.local.len(), 2);
     assert_eq!(tx.accepted.len(), 3);
 }
+
+#[test]
+fn rfc2195_cram_md5_example() {
+    // RFC 2195 2: the client's response to the example challenge.
+    let challenge = "<1896.697170952@postoffice.reston.mci.net>";
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    d.s.auth = Some(AuthExchange::Cram(challenge.into()));
+    let Step::Verify {
+        login,
+        credential: Credential::CramMd5 {
+            challenge: c,
+            digest,
+        },
+    } =
+        d.s.auth_line(b"dGltIGI5MTNhNjAyYzdlZGE3YTQ5NWI0ZTZlNzMzNGQzODkw")
+    else {
+        panic!()
+    };
+    assert_eq!((login.as_str(), c.as_str()), ("tim", challenge));
+    assert_eq!(
+        digest,
+        crate::auth::cram_md5_digest("tanstaaftanstaaf", challenge)
+    );
+}

@@ -42,6 +42,13 @@ relay_by = ["auth"]
 plaintext_auth = true
 
 [[listener]]
+name = "smtps"
+protocol = "smtp"
+bind = "127.0.0.1:0"
+tls = "implicit"
+relay_by = ["auth"]
+
+[[listener]]
 name = "submission"
 protocol = "smtp"
 bind = "127.0.0.1:0"

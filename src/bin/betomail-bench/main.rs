@@ -20,7 +20,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// POP3 sessions: login, STAT, RETR all, DELE all, QUIT.
-    Pop3(pop3::Args),
+    Pop3(Box<pop3::Args>),
     /// SMTP transactions: MAIL, RCPT, DATA.
     Smtp(smtp::Args),
     /// Outbound queue drain rate to a fast sink (runs dnsmasq and betomail).
@@ -36,7 +36,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(async {
         match cli.command {
-            Command::Pop3(a) => pop3::run(a).await,
+            Command::Pop3(a) => pop3::run(*a).await,
             Command::Smtp(a) => smtp::run(a).await,
             Command::Outbound(a) => outbound::run(a).await,
             Command::Sink(a) => sink::run(a).await,
