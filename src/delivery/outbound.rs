@@ -30,6 +30,8 @@ pub use super::stats::{queue_stats, QueueStats};
 
 /// The queue is scanned at least this often (retries fall due by time).
 const POLL: Duration = Duration::from_secs(1);
+/// Scans are at least this far apart (wake-ups in between are merged).
+const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
 /// Messages being worked on at once; more wait for the next scan.
 const MAX_IN_FLIGHT: usize = 2000;
 /// RFC 5321 4.5.3.1.8: servers must take 100 recipients per transaction;
@@ -63,12 +65,16 @@ pub async fn run(app: Arc<App>) {
     });
     runner.clone().remove_finished().await;
     loop {
+        let scanned = tokio::time::Instant::now();
         runner.clone().scan().await;
         runner.pool.reap();
         tokio::select! {
             _ = app.queue_wakeup.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
+        // A scan reads every due message; under a flood of wake-ups this
+        // batches new messages instead of rereading the queue per message.
+        tokio::time::sleep_until(scanned + MIN_SCAN_INTERVAL).await;
     }
 }
 
