@@ -94,3 +94,45 @@ fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
     assert_eq!(peers.len(), 1, "one reused connection: {peers:?}");
     assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
 }
+
+#[test]
+fn with_one_connection_allowed_an_idle_session_makes_room_for_another_host() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start_retrying(
+        &[
+            "mx-host=a.test,mx.a.test,10",
+            "host-record=mx.a.test,127.0.0.33",
+            "mx-host=b.test,mx.b.test,10",
+            "host-record=mx.b.test,127.0.0.34",
+        ],
+        &[],
+    );
+    let sink_a = SmtpSink::start("127.0.0.33", port, &[]);
+    let sink_b = SmtpSink::start("127.0.0.34", port, &[]);
+    let mut s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nmax_connections = 1\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    s.kill();
+    for n in 0..3 {
+        inject(&s, &format!("r{n}@a.test"), n);
+        inject(&s, &format!("r{n}@b.test"), n);
+    }
+    s.restart();
+    assert_eq!(
+        sink_a.wait_for(3, Duration::from_secs(20)).len(),
+        3,
+        "log:\n{}",
+        s.log_text()
+    );
+    assert_eq!(
+        sink_b.wait_for(3, Duration::from_secs(20)).len(),
+        3,
+        "log:\n{}",
+        s.log_text()
+    );
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}

@@ -27,6 +27,8 @@ pub struct Pool {
     per_host: usize,
     hosts: Mutex<HashMap<SocketAddr, Arc<Dest>>>,
     idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+    /// Wakes tasks waiting for the global cap: an idle session can be closed.
+    idle_added: Notify,
 }
 
 /// One destination address: its connection limit, and a signal for tasks
@@ -52,6 +54,7 @@ impl Pool {
             per_host: per_host.max(1),
             hosts: Mutex::default(),
             idle: Mutex::default(),
+            idle_added: Notify::new(),
         }
     }
 
@@ -80,6 +83,7 @@ impl Pool {
             .or_default()
             .push(conn);
         self.dest(addr).returned.notify_one();
+        self.idle_added.notify_waiters();
     }
 
     fn dest(&self, addr: SocketAddr) -> Arc<Dest> {
@@ -118,21 +122,26 @@ impl Pool {
     /// When the global cap is taken by idle sessions, the oldest idle one
     /// is closed to make room.
     async fn global(&self, host: OwnedSemaphorePermit) -> Permits {
+        let mut evicted = false;
         loop {
+            let idle_added = self.idle_added.notified();
+            tokio::pin!(idle_added);
+            idle_added.as_mut().enable();
             if let Ok(g) = self.global.clone().try_acquire_owned() {
                 return Permits(g, host);
             }
-            match self.evict_oldest() {
-                Some(c) => close(c),
-                None => {
-                    let g = self
-                        .global
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("never closed");
-                    return Permits(g, host);
+            // Its permit comes back when its QUIT is done; one is enough.
+            if !evicted {
+                if let Some(c) = self.evict_oldest() {
+                    close(c);
+                    evicted = true;
                 }
+            }
+            tokio::select! {
+                g = self.global.clone().acquire_owned() => {
+                    return Permits(g.expect("never closed"), host);
+                }
+                _ = idle_added => {}
             }
         }
     }
