@@ -122,7 +122,6 @@ impl Pool {
     /// When the global cap is taken by idle sessions, the oldest idle one
     /// is closed to make room.
     async fn global(&self, host: OwnedSemaphorePermit) -> Permits {
-        let mut evicted = false;
         loop {
             let idle_added = self.idle_added.notified();
             tokio::pin!(idle_added);
@@ -130,12 +129,10 @@ impl Pool {
             if let Ok(g) = self.global.clone().try_acquire_owned() {
                 return Permits(g, host);
             }
-            // Its permit comes back when its QUIT is done; one is enough.
-            if !evicted {
-                if let Some(c) = self.evict_oldest() {
-                    close(c);
-                    evicted = true;
-                }
+            // Its permit comes back when its QUIT is done (another task may
+            // take it first; then the next idle session is closed).
+            if let Some(c) = self.evict_oldest() {
+                close(c);
             }
             tokio::select! {
                 g = self.global.clone().acquire_owned() => {
