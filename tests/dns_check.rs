@@ -22,26 +22,9 @@ fn check(dns: &Dnsmasq, ip: &str, timeout_ms: u64) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-pub fn records() -> Vec<&'static str> {
-    vec![
-        // 127.0.0.2: PTR good.test, good.test A 127.0.0.2 (pass)
-        "host-record=good.test,127.0.0.2",
-        // 127.0.0.3: PTR bad.test, bad.test A 127.0.0.99 (mismatch)
-        "ptr-record=3.0.0.127.in-addr.arpa,bad.test",
-        "address=/bad.test/127.0.0.99",
-        // 127.0.0.4: PTR noa.test without any A record (no-forward)
-        "ptr-record=4.0.0.127.in-addr.arpa,noa.test",
-        // 127.0.0.6: two PTR names, the second matches (pass)
-        "ptr-record=6.0.0.127.in-addr.arpa,other.test",
-        "ptr-record=6.0.0.127.in-addr.arpa,multi.test",
-        "address=/other.test/127.0.0.98",
-        "address=/multi.test/127.0.0.6",
-    ]
-}
-
 #[test]
 fn verdicts_for_each_kind_of_host() {
-    let dns = Dnsmasq::start(&records(), &["9.0.0.127.in-addr.arpa"]);
+    let dns = Dnsmasq::start(FCRDNS_RECORDS, &[TIMEOUT_ZONE]);
 
     let v = check(&dns, "127.0.0.2", 2000);
     assert_eq!(v["verdict"], "pass", "{v}");
@@ -83,7 +66,7 @@ fn verdicts_for_each_kind_of_host() {
 
 #[test]
 fn text_output_names_listeners() {
-    let dns = Dnsmasq::start(&records(), &[]);
+    let dns = Dnsmasq::start(FCRDNS_RECORDS, &[]);
     let dir = tempfile::tempdir().unwrap();
     let cfg = dir.path().join("b.toml");
     std::fs::write(

@@ -4,16 +4,6 @@
 mod common;
 use common::*;
 
-const RECORDS: &[&str] = &[
-    // 127.0.0.2: PTR good.test, good.test A 127.0.0.2 (pass)
-    "host-record=good.test,127.0.0.2",
-    // 127.0.0.3: PTR bad.test, bad.test A 127.0.0.99 (mismatch)
-    "ptr-record=3.0.0.127.in-addr.arpa,bad.test",
-    "address=/bad.test/127.0.0.99",
-    // 127.0.0.4: PTR noa.test without any A record (no-forward)
-    "ptr-record=4.0.0.127.in-addr.arpa,noa.test",
-];
-const TIMEOUT_ZONE: &str = "9.0.0.127.in-addr.arpa";
 const PORTAL: &str = "portal_url = \"http://portal.be.test:8080\"\n";
 
 fn greeting(s: &TestServer, listener: &str, from: &str) -> (String, Client) {
@@ -23,7 +13,7 @@ fn greeting(s: &TestServer, listener: &str, from: &str) -> (String, Client) {
 
 #[test]
 fn each_kind_of_host() {
-    let (s, _dns) = pop_server_with(PORTAL, LISTENERS, RECORDS, &[TIMEOUT_ZONE]);
+    let (s, _dns) = pop_server_with(PORTAL, LISTENERS, FCRDNS_RECORDS, &[TIMEOUT_ZONE]);
     s.add_user("btm0001", "pw");
 
     let (g, mut c) = greeting(&s, "pop", "127.0.0.2");
@@ -89,7 +79,7 @@ protocol = "pop3"
 bind = "127.0.0.1:0"
 fcrdns = "off"
 "#;
-    let (s, _dns) = pop_server_with(PORTAL, listeners, RECORDS, &[TIMEOUT_ZONE]);
+    let (s, _dns) = pop_server_with(PORTAL, listeners, FCRDNS_RECORDS, &[TIMEOUT_ZONE]);
     let (g, mut c) = greeting(&s, "pop", "127.0.0.9");
     assert!(g.starts_with("-ERR [SYS/TEMP] "), "{g}");
     assert!(g.contains("127.0.0.9"), "{g}");

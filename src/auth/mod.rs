@@ -104,8 +104,32 @@ pub enum AuthResult {
 const CACHE_TTL: Duration = Duration::from_secs(300);
 const CACHE_MAX: usize = 100_000;
 
+/// Counts argon2 runs in progress: each takes ~19 MiB and a core for tens
+/// of milliseconds, so a burst of logins must queue, not run all at once.
+struct HashLimiter {
+    running: Mutex<usize>,
+    freed: std::sync::Condvar,
+    max: usize,
+}
+
+impl HashLimiter {
+    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
+        let mut n = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= self.max {
+            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        drop(n);
+        let out = f();
+        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        self.freed.notify_one();
+        out
+    }
+}
+
 pub struct Authenticator {
     store: Store,
+    hashing: HashLimiter,
     /// Keyed by the stored hash; the value is a keyed digest of the password,
     /// never the password itself.
     cache: Mutex<HashMap<String, (Instant, [u8; 32])>>,
@@ -115,8 +139,14 @@ pub struct Authenticator {
 
 impl Authenticator {
     pub fn new(store: Store, failures: FailureTracker) -> Authenticator {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Authenticator {
             store,
+            hashing: HashLimiter {
+                running: Mutex::new(0),
+                freed: std::sync::Condvar::new(),
+                max: cores,
+            },
             cache: Mutex::new(HashMap::new()),
             cache_key: rand::random(),
             failures,
@@ -141,7 +171,7 @@ impl Authenticator {
                 }
             }
         }
-        if !verify_password(hash, password) {
+        if !self.hashing.run(|| verify_password(hash, password)) {
             return false;
         }
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
@@ -165,7 +195,7 @@ impl Authenticator {
         let Some(account) = account.filter(|a| !a.disabled) else {
             // Same work as a real check, so timing does not tell users apart.
             if let Credential::Password(p) = credential {
-                verify_password(dummy_hash(), p);
+                self.hashing.run(|| verify_password(dummy_hash(), p));
             }
             return AuthResult::Failed;
         };

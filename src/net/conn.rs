@@ -69,6 +69,8 @@ pub struct Conn {
     rbuf: BytesMut,
     /// Still inside an overlong line: drop input up to its LF.
     skipping: bool,
+    /// The last read filled its chunk: read the next in bulk.
+    streaming: bool,
     pub peer: SocketAddr,
     pub local: SocketAddr,
 }
@@ -80,6 +82,9 @@ fn closed() -> io::Error {
 
 /// Read size; idle connections hold no more than this.
 const READ_CHUNK: usize = 1024;
+/// Read size while a client streams (SMTP DATA): the last read filled its
+/// chunk, so more is waiting. Tiny reads there cost a wake-up per KB.
+const BULK_CHUNK: usize = 16 * READ_CHUNK;
 
 impl Conn {
     pub fn new(tcp: TcpStream, peer: SocketAddr) -> Conn {
@@ -89,6 +94,7 @@ impl Conn {
             stream: Some(Stream::Plain(tcp)),
             rbuf: BytesMut::new(),
             skipping: false,
+            streaming: false,
             peer,
             local,
         }
@@ -159,11 +165,18 @@ impl Conn {
                 self.skipping = true;
                 return Ok(Line::TooLong);
             }
-            self.rbuf.reserve(READ_CHUNK);
+            let chunk = if self.streaming {
+                BULK_CHUNK
+            } else {
+                READ_CHUNK
+            };
+            self.rbuf.reserve(chunk);
             let stream = self.stream.as_mut().ok_or_else(closed)?;
-            if stream.read_buf(&mut self.rbuf).await? == 0 {
+            let n = stream.read_buf(&mut self.rbuf).await?;
+            if n == 0 {
                 return Ok(Line::Eof);
             }
+            self.streaming = n >= chunk;
         }
     }
 

@@ -208,7 +208,9 @@ async fn perform(
         }
         Effect::Commit(msgs) => {
             let (account, lock) = ctx.mailbox.take()?;
-            if !lock.confirm().await {
+            // Deleting needs the lock still ours; signing off without
+            // deletions does not (and skips a store write).
+            if !msgs.is_empty() && !lock.confirm().await {
                 tracing::warn!(account = %account.name, "mailbox lock lost before UPDATE");
                 let _ = timed(idle, conn.write_buffered(session::LOCK_LOST)).await;
                 return None;

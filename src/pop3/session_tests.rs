@@ -298,3 +298,74 @@ fn wrong_state_and_bad_command_cap() {
     );
     assert!(text(&say(&mut s, "STLS")).starts_with("-ERR"));
 }
+
+#[test]
+fn random_input_never_panics() {
+    // xorshift: deterministic garbage, biased toward command-like bytes.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let words = [
+        "USER ",
+        "PASS ",
+        "APOP ",
+        "AUTH ",
+        "PLAIN",
+        "CRAM-MD5",
+        "LIST",
+        "RETR ",
+        "TOP ",
+        "DELE ",
+        "UIDL",
+        "STAT",
+        "RSET",
+        "NOOP",
+        "CAPA",
+        "STLS",
+        "QUIT",
+        "1",
+        "0",
+        " ",
+        "*",
+        "=",
+        "\0",
+        "4294967296",
+        "-1",
+    ];
+    for round in 0..200 {
+        let mut s = if round % 2 == 0 {
+            logged_in()
+        } else {
+            Session::new(cfg(round % 4 == 1), false)
+        };
+        for _ in 0..50 {
+            let mut line = Vec::new();
+            for _ in 0..(next() % 6) {
+                match next() % 3 {
+                    0 => line.push(next() as u8),
+                    _ => line.extend_from_slice(
+                        words[(next() % words.len() as u64) as usize].as_bytes(),
+                    ),
+                }
+            }
+            let o = s.input(&line);
+            assert!(o.text.len() < 4096);
+            match o.effect {
+                Some(Effect::Close) => break,
+                Some(Effect::Login { .. }) => {
+                    s.login_done(LoginResult::Failed);
+                }
+                Some(Effect::Commit(_)) => {
+                    s.commit_done(Ok(0));
+                    break;
+                }
+                Some(Effect::StartTls) => s.tls_done(),
+                _ => {}
+            }
+        }
+    }
+}

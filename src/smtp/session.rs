@@ -299,10 +299,7 @@ impl Session {
                 self.pending = Some((shown, dest));
                 Step::Lookup { address }
             }
-            Destination::Remote(_) if self.may_relay_by_auth() => {
-                self.pending = Some((shown, dest));
-                self.grant_checked(Ok(true))
-            }
+            Destination::Remote(addr) if self.may_relay_by_auth() => self.accept_remote(addr),
             Destination::Remote(_) if self.s.relay_by_grant => {
                 self.pending = Some((shown, dest));
                 Step::CheckGrant
@@ -313,18 +310,22 @@ impl Session {
 
     /// The answer to [`Step::CheckGrant`].
     pub fn grant_checked(&mut self, granted: Result<bool, ()>) -> Step {
-        let (Some((shown, Destination::Remote(addr))), Some(tx)) =
-            (self.pending.take(), self.tx.as_mut())
-        else {
+        let Some((shown, Destination::Remote(addr))) = self.pending.take() else {
             return Step::Reply(reply::temp_failure());
         };
-        let Ok(granted) = granted else {
-            return Step::Reply(Reply::new(451, "4.3.0 Temporary lookup failure"));
-        };
-        if !granted {
-            return self.bad(reply::relay_rejected(&shown));
+        match granted {
+            Ok(true) => self.accept_remote(addr),
+            Ok(false) => self.bad(reply::relay_rejected(&shown)),
+            Err(()) => Step::Reply(Reply::new(451, "4.3.0 Temporary lookup failure")),
         }
-        if !tx.remote.iter().any(|r| r.eq_ignore_ascii_case(&addr)) {
+    }
+
+    fn accept_remote(&mut self, addr: String) -> Step {
+        let Some(tx) = self.tx.as_mut() else {
+            return Step::Reply(reply::temp_failure());
+        };
+        // Domains are lower-cased already; local parts may be case-sensitive.
+        if !tx.remote.contains(&addr) {
             tx.remote.push(addr.clone());
         }
         tx.accepted.push(addr);

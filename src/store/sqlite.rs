@@ -51,8 +51,13 @@ CREATE TABLE IF NOT EXISTS queue_recipients (
 CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients(state, next_try);
 "#;
 
+/// Two connections to one file: `conn` commits durably (accounts, queue
+/// index: a returned commit is on disk), `fast` serves POP locks and relay
+/// grants, which are worthless after a power loss and are written on every
+/// login, so their commits skip the fsync (WAL `synchronous=NORMAL`).
 pub struct Db {
     conn: Mutex<Connection>,
+    fast: Mutex<Connection>,
 }
 
 /// Milliseconds since the epoch, the unit of every stored time.
@@ -68,21 +73,29 @@ pub(crate) fn from_ms(ms: i64) -> SystemTime {
 
 impl Db {
     pub fn open(path: &Path) -> Result<Db> {
-        let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
-        // FULL: a commit that returned is on disk (the queue index relies on it).
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
-        )?;
+        let open = |sync: &str| -> Result<Connection> {
+            let conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            conn.execute_batch(&format!(
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous={sync}; PRAGMA foreign_keys=ON;"
+            ))?;
+            Ok(conn)
+        };
+        let conn = open("FULL")?;
         conn.execute_batch(SCHEMA)?;
         Ok(Db {
             conn: Mutex::new(conn),
+            fast: Mutex::new(open("NORMAL")?),
         })
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent.
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn fast(&self) -> MutexGuard<'_, Connection> {
+        self.fast.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -116,8 +129,9 @@ impl Db {
 impl AccountStore for Db {
     fn find(&self, login: &str) -> Result<Option<Account>> {
         let sql = format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE name = ?1 OR address = ?1");
+        // Every login and RCPT reads here: not behind durable queue commits.
         Ok(self
-            .conn()
+            .fast()
             .query_row(&sql, [login], account_from_row)
             .optional()?)
     }
@@ -217,7 +231,7 @@ impl LockStore for Db {
         ttl: Duration,
     ) -> Result<bool> {
         let now = SystemTime::now();
-        let mut conn = self.conn();
+        let mut conn = self.fast();
         let tx = conn.transaction()?;
         // Only a lapsed lock is taken over; a live one is left exactly as it
         // is, so retries never extend it (SEED-6).
@@ -242,14 +256,14 @@ impl LockStore for Db {
 
     fn refresh(&self, account: &str, owner: &str, ttl: Duration) -> Result<bool> {
         let expires = to_ms(SystemTime::now() + ttl);
-        Ok(self.conn().execute(
+        Ok(self.fast().execute(
             "UPDATE locks SET expires = ?1 WHERE account = ?2 AND owner = ?3",
             params![expires, account, owner],
         )? == 1)
     }
 
     fn release(&self, account: &str, owner: &str) -> Result<()> {
-        self.conn().execute(
+        self.fast().execute(
             "DELETE FROM locks WHERE account = ?1 AND owner = ?2",
             params![account, owner],
         )?;
@@ -257,7 +271,7 @@ impl LockStore for Db {
     }
 
     fn list(&self) -> Result<Vec<LockInfo>> {
-        let conn = self.conn();
+        let conn = self.fast();
         let mut stmt = conn.prepare(
             "SELECT account, owner, peer, acquired, expires FROM locks
              WHERE expires > ?1 ORDER BY account",
@@ -293,7 +307,7 @@ fn grant_key(ip: IpAddr) -> String {
 
 impl GrantStore for Db {
     fn grant(&self, ip: IpAddr, account: &str, until: SystemTime) -> Result<()> {
-        self.conn().execute(
+        self.fast().execute(
             "INSERT INTO grants (ip, account, until) VALUES (?1, ?2, ?3)
              ON CONFLICT(ip) DO UPDATE SET account = excluded.account,
                until = MAX(until, excluded.until)",
@@ -320,7 +334,7 @@ impl GrantStore for Db {
     }
 
     fn list(&self, now: SystemTime) -> Result<Vec<Grant>> {
-        let conn = self.conn();
+        let conn = self.fast();
         let mut stmt =
             conn.prepare("SELECT ip, account, until FROM grants WHERE until > ?1 ORDER BY until")?;
         let rows = stmt.query_map([to_ms(now)], |r| {

@@ -334,6 +334,22 @@ impl Client {
     }
 }
 
+/// Client hosts for FCrDNS tests (SEED-8), by source address:
+/// 127.0.0.2 pass, .3 mismatch (PTR bad.test -> 127.0.0.99), .4 PTR without
+/// A/AAAA, .5 no PTR, .6 two PTR names of which the second matches; queries
+/// for [`TIMEOUT_ZONE`] (127.0.0.9) are never answered.
+pub const FCRDNS_RECORDS: &[&str] = &[
+    "host-record=good.test,127.0.0.2",
+    "ptr-record=3.0.0.127.in-addr.arpa,bad.test",
+    "address=/bad.test/127.0.0.99",
+    "ptr-record=4.0.0.127.in-addr.arpa,noa.test",
+    "ptr-record=6.0.0.127.in-addr.arpa,other.test",
+    "ptr-record=6.0.0.127.in-addr.arpa,multi.test",
+    "address=/other.test/127.0.0.98",
+    "address=/multi.test/127.0.0.6",
+];
+pub const TIMEOUT_ZONE: &str = "9.0.0.127.in-addr.arpa";
+
 /// dnsmasq on a loopback port, authoritative for `.test` and
 /// `127.in-addr.arpa`, answering only from the records it is given.
 pub struct Dnsmasq {
@@ -362,54 +378,43 @@ impl Dnsmasq {
         }
         let conf_path = dir.path().join("dnsmasq.conf");
         std::fs::write(&conf_path, conf).unwrap();
-        let port = free_udp_port();
-        let child = Command::new(dnsmasq_path())
-            .args([
-                "--keep-in-foreground",
-                "--no-resolv",
-                "--no-hosts",
-                "--no-poll",
-                "--bind-interfaces",
-                "--listen-address=127.0.0.1",
-                "--user=root",
-                "--pid-file=",
-                "--cache-size=0",
-                "--log-queries",
-                "--log-facility=-",
-            ])
-            .arg(format!("--port={port}"))
-            .arg(format!("--conf-file={}", conf_path.display()))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq (apt-get install dnsmasq-base)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        let d = Dnsmasq {
-            child,
-            addr,
-            _dir: dir,
-            _blackhole: blackhole,
-        };
-        d.wait_ready();
-        d
-    }
-
-    fn wait_ready(&self) {
-        // A minimal query for "x.test A"; any answer means it is up.
-        let q: &[u8] =
-            b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01";
-        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-        sock.set_read_timeout(Some(Duration::from_millis(200)))
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let _ = sock.send_to(q, self.addr);
-            let mut buf = [0u8; 512];
-            if sock.recv_from(&mut buf).is_ok() {
-                return;
+        // The port is free when chosen but another process (or its TCP twin
+        // in TIME-WAIT) may hold it by the time dnsmasq binds: try again.
+        for _ in 0..10 {
+            let port = free_udp_port();
+            let mut child = Command::new(dnsmasq_path())
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--no-poll",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                    "--user=root",
+                    "--pid-file=",
+                    "--cache-size=0",
+                    "--log-queries",
+                    "--log-facility=-",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--conf-file={}", conf_path.display()))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting dnsmasq (apt-get install dnsmasq-base)");
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            if answers(addr, &mut child) {
+                return Dnsmasq {
+                    child,
+                    addr,
+                    _dir: dir,
+                    _blackhole: blackhole,
+                };
             }
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        panic!("dnsmasq did not answer on {}", self.addr);
+        panic!("dnsmasq did not start");
     }
 
     /// The `[dns]` table pointing betomail at this server.
@@ -419,6 +424,28 @@ impl Dnsmasq {
             self.addr
         )
     }
+}
+
+/// Whether a DNS server at `addr` answers a query before `child` exits.
+fn answers(addr: SocketAddr, child: &mut Child) -> bool {
+    // A minimal query for "x.test A"; any answer means it is up.
+    let q: &[u8] =
+        b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x01x\x04test\x00\x00\x01\x00\x01";
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return false;
+        }
+        let _ = sock.send_to(q, addr);
+        let mut buf = [0u8; 512];
+        if sock.recv_from(&mut buf).is_ok() {
+            return true;
+        }
+    }
+    false
 }
 
 impl Drop for Dnsmasq {
@@ -484,10 +511,7 @@ pub fn pop_server_with(
     records: &[&str],
     timeouts: &[&str],
 ) -> (TestServer, Dnsmasq) {
-    // Another process may take the free port before dnsmasq binds it: retry.
-    let dns = (0..3)
-        .find_map(|_| std::panic::catch_unwind(|| Dnsmasq::start(records, timeouts)).ok())
-        .expect("dnsmasq did not start");
+    let dns = Dnsmasq::start(records, timeouts);
     let server = TestServer::start(&format!("{head}\n{}", dns.config(1000)), listeners);
     (server, dns)
 }
