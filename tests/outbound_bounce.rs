@@ -49,7 +49,7 @@ fn dsns(s: &TestServer) -> Vec<String> {
 #[test]
 fn a_5xx_recipient_bounces_once_and_the_others_are_delivered() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.21",
@@ -90,7 +90,7 @@ fn a_5xx_recipient_bounces_once_and_the_others_are_delivered() {
 #[test]
 fn a_host_that_stays_down_bounces_after_the_queue_lifetime() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=down.test,mx.down.test,10",
             "host-record=mx.down.test,127.0.0.22",
@@ -122,7 +122,7 @@ fn a_host_that_stays_down_bounces_after_the_queue_lifetime() {
 #[test]
 fn a_delay_warning_is_sent_once() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=late.test,mx.late.test,10",
             "host-record=mx.late.test,127.0.0.23",
@@ -145,7 +145,7 @@ fn a_delay_warning_is_sent_once() {
 
 #[test]
 fn null_mx_and_missing_domains_bounce_at_once() {
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         // RFC 7505: one MX of preference 0 pointing to the root.
         &["dns-rr=null.test,15,000000"],
         &[],
@@ -174,7 +174,7 @@ fn null_mx_and_missing_domains_bounce_at_once() {
 
 #[test]
 fn the_null_sender_is_never_bounced() {
-    let dns = Dnsmasq::start_retrying(&["dns-rr=null.test,15,000000"], &[]);
+    let dns = Dnsmasq::start(&["dns-rr=null.test,15,000000"], &[]);
     let s = sender(&dns, free_tcp_port(), "");
     inject(&s, "", &["a@null.test"]);
     assert!(wait_until(Duration::from_secs(10), || queue_empty(&s)));
@@ -187,7 +187,7 @@ fn the_null_sender_is_never_bounced() {
 #[test]
 fn a_remote_sender_gets_its_dsn_through_the_queue() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "dns-rr=null.test,15,000000",
             "mx-host=remote.test,mx.remote.test,10",
@@ -216,7 +216,7 @@ fn a_remote_sender_gets_its_dsn_through_the_queue() {
 #[test]
 fn a_message_over_the_remote_size_limit_is_not_sent_and_bounces() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=small.test,mx.small.test,10",
             "host-record=mx.small.test,127.0.0.25",

@@ -55,7 +55,7 @@ fn crlf(b: &[u8]) -> Vec<u8> {
 #[test]
 fn delivers_byte_exact_via_mx_with_one_transaction_per_domain() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.11",
@@ -88,7 +88,7 @@ fn delivers_byte_exact_via_mx_with_one_transaction_per_domain() {
 #[test]
 fn tempfail_is_retried_then_delivered() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=slow.test,mx.slow.test,10",
             "host-record=mx.slow.test,127.0.0.12",
@@ -113,7 +113,7 @@ fn tempfail_is_retried_then_delivered() {
 #[test]
 fn falls_back_to_the_second_mx_when_the_first_is_down() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=two.test,mx1.two.test,10",
             "mx-host=two.test,mx2.two.test,20",
@@ -133,7 +133,7 @@ fn falls_back_to_the_second_mx_when_the_first_is_down() {
 #[test]
 fn no_mx_falls_back_to_the_address_record() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(&["host-record=plain.test,127.0.0.15"], &[]);
+    let dns = Dnsmasq::start(&["host-record=plain.test,127.0.0.15"], &[]);
     let sink = SmtpSink::start("127.0.0.15", port, &[]);
     let s = sender(&dns, port, "");
     inject(&s, "u@be.test", &["a@plain.test"], MSG);
@@ -143,7 +143,7 @@ fn no_mx_falls_back_to_the_address_record() {
 #[test]
 fn opportunistic_starttls_accepts_a_self_signed_certificate() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=tls.test,mx.tls.test,10",
             "host-record=mx.tls.test,127.0.0.16",
@@ -177,7 +177,7 @@ fn opportunistic_starttls_accepts_a_self_signed_certificate() {
 #[test]
 fn required_tls_does_not_send_in_plaintext() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=notls.test,mx.notls.test,10",
             "host-record=mx.notls.test,127.0.0.17",
@@ -198,7 +198,7 @@ fn required_tls_does_not_send_in_plaintext() {
 fn smarthost_overrides_mx_routing() {
     let port = free_tcp_port();
     // nowhere.test has no DNS at all: only the smarthost can take it.
-    let dns = Dnsmasq::start_retrying(&[], &[]);
+    let dns = Dnsmasq::start(&[], &[]);
     let sink = SmtpSink::start("127.0.0.18", port, &[]);
     let s = sender(&dns, port, &format!("smarthost = \"127.0.0.18:{port}\""));
     inject(&s, "u@be.test", &["a@nowhere.test"], MSG);
@@ -209,7 +209,7 @@ fn smarthost_overrides_mx_routing() {
 
 #[test]
 fn local_recipients_in_the_queue_are_delivered_locally() {
-    let dns = Dnsmasq::start_retrying(&[], &[]);
+    let dns = Dnsmasq::start(&[], &[]);
     let s = sender(&dns, free_tcp_port(), "");
     s.add_user("btm0001", "pw");
     inject(&s, "x@far.test", &["btm0001@be.test"], MSG);
@@ -228,7 +228,7 @@ fn local_recipients_in_the_queue_are_delivered_locally() {
 #[test]
 fn queue_stats_counts_by_state() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=down.test,mx.down.test,10",
             "host-record=mx.down.test,127.0.0.19",
@@ -247,7 +247,7 @@ fn queue_stats_counts_by_state() {
 #[test]
 fn a_silent_server_times_out_and_the_next_mx_takes_the_message() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=mute.test,mx1.mute.test,10",
             "mx-host=mute.test,mx2.mute.test,20",

@@ -22,7 +22,7 @@ fn receiver_listener(port: u16) -> String {
 #[test]
 fn submission_to_local_and_remote_recipients_with_a_bounce() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.41",

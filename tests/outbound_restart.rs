@@ -33,7 +33,7 @@ fn queue_empty(s: &TestServer) -> bool {
 #[test]
 fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.31",
@@ -67,7 +67,7 @@ fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
 #[test]
 fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=far.test,mx.far.test,10",
             "host-record=mx.far.test,127.0.0.32",
@@ -98,7 +98,7 @@ fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
 #[test]
 fn with_one_connection_allowed_an_idle_session_makes_room_for_another_host() {
     let port = free_tcp_port();
-    let dns = Dnsmasq::start_retrying(
+    let dns = Dnsmasq::start(
         &[
             "mx-host=a.test,mx.a.test,10",
             "host-record=mx.a.test,127.0.0.33",

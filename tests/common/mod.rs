@@ -660,17 +660,3 @@ pub fn mailbox(data_dir: &Path, account: &str) -> Vec<Vec<u8>> {
     files.sort();
     files.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
-
-impl Dnsmasq {
-    /// [`Dnsmasq::start`], tried again when dnsmasq cannot bind: its TCP
-    /// socket on the chosen UDP port fails while a TIME-WAIT connection
-    /// holds that port number (common on a busy machine).
-    pub fn start_retrying(records: &[&str], timeouts: &[&str]) -> Dnsmasq {
-        for _ in 0..4 {
-            if let Ok(d) = std::panic::catch_unwind(|| Dnsmasq::start(records, timeouts)) {
-                return d;
-            }
-        }
-        Dnsmasq::start(records, timeouts)
-    }
-}
