@@ -213,7 +213,13 @@ impl Runner {
                 for a in rcpts {
                     match s.accounts.find(&a)? {
                         Some(acc) if !acc.disabled => {
-                            accounts.push(acc);
+                            // Two addresses of one account: one copy.
+                            if !accounts
+                                .iter()
+                                .any(|x: &crate::store::Account| x.id == acc.id)
+                            {
+                                accounts.push(acc);
+                            }
                             out.push((a, None));
                         }
                         _ => {
