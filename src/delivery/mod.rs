@@ -1,6 +1,13 @@
 //! Getting accepted mail to where it goes: local mailboxes (`local`) and
-//! remote hosts through the queue (`outbound`).
+//! remote hosts through the queue (`outbound`, with `route`, `transport`
+//! over the sans-IO `client`, `pool`, and `dsn` for bounces).
 
+pub mod client;
+pub mod dsn;
 pub mod local;
 pub mod outbound;
+pub mod pool;
 pub mod queue_cli;
+pub mod route;
+pub mod stats;
+pub mod transport;

@@ -21,6 +21,21 @@ pub enum QueueCmd {
     Flush,
     /// Make one message's pending recipients due now.
     Retry { id: String },
+    /// Queue a message from stdin for delivery (like sendmail); a running
+    /// `serve` picks it up within a second.
+    Inject {
+        /// Envelope sender; "" is the null sender.
+        #[arg(long)]
+        from: String,
+        #[arg(long, required = true, num_args = 1..)]
+        to: Vec<String>,
+    },
+    /// Queue depth: messages, recipients by state, oldest age.
+    Stats {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn state(s: RecipientState) -> &'static str {
@@ -95,6 +110,36 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
         QueueCmd::Flush => {
             let n = store.queue.retry_now(None)?;
             println!("{n} recipient(s) due now");
+        }
+        QueueCmd::Inject { from, to } => {
+            let id = store.queue.enqueue(
+                &from,
+                &to,
+                b"",
+                &mut std::io::stdin().lock(),
+                config.max_message_size,
+            )?;
+            println!("queued as {id}");
+        }
+        QueueCmd::Stats { json } => {
+            let st = crate::delivery::outbound::queue_stats(&store)?;
+            if json {
+                println!("{}", serde_json::to_string(&st)?);
+            } else {
+                println!("messages:   {}", st.messages);
+                println!("bytes:      {}", st.bytes);
+                println!(
+                    "recipients: {} pending ({} due now), {} delivered, {} failed",
+                    st.pending, st.due, st.delivered, st.failed
+                );
+                match st.oldest_age_seconds {
+                    Some(s) => println!(
+                        "oldest:     {}",
+                        humantime::format_duration(std::time::Duration::from_secs(s))
+                    ),
+                    None => println!("oldest:     -"),
+                }
+            }
         }
         QueueCmd::Retry { id } => {
             if store.queue.get(&id)?.is_none() {

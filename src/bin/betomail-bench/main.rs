@@ -2,7 +2,9 @@
 //! drives one protocol over TCP and prints throughput and latency figures
 //! (results and the commands that produced them are in BENCHMARKS.md).
 
+mod outbound;
 mod pop3;
+mod sink;
 mod smtp;
 mod stats;
 
@@ -21,6 +23,10 @@ enum Command {
     Pop3(Box<pop3::Args>),
     /// SMTP transactions: MAIL, RCPT, DATA.
     Smtp(smtp::Args),
+    /// Outbound queue drain rate to a fast sink (runs dnsmasq and betomail).
+    Outbound(outbound::Args),
+    /// A fast SMTP sink on several loopback addresses.
+    Sink(sink::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -32,6 +38,8 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Pop3(a) => pop3::run(*a).await,
             Command::Smtp(a) => smtp::run(a).await,
+            Command::Outbound(a) => outbound::run(a).await,
+            Command::Sink(a) => sink::run(a).await,
         }
     })
 }

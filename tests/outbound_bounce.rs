@@ -1,0 +1,233 @@
+//! Permanent failures and give-ups end in one RFC 3464 DSN to the sender;
+//! the null sender is never bounced.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const ONE_LISTENER: &str = r#"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+"#;
+
+fn sender(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
+    let s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\nconnect_timeout = \"2s\"\n{outbound}\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    s.add_user("btm0001", "pw");
+    s
+}
+
+fn inject(s: &TestServer, from: &str, to: &[&str]) {
+    let mut args = vec!["queue", "inject", "--from", from, "--to"];
+    args.extend_from_slice(to);
+    let out = s.cli(
+        &args,
+        b"From: btm0001@be.test\nSubject: my report\n\nbody\n",
+    );
+    assert!(out.status.success(), "inject: {out:?}");
+}
+
+fn queue_empty(s: &TestServer) -> bool {
+    let out = s.cli(&["queue", "list"], b"");
+    String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
+}
+
+fn dsns(s: &TestServer) -> Vec<String> {
+    mailbox(&s.data_dir(), "btm0001")
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .collect()
+}
+
+#[test]
+fn a_5xx_recipient_bounces_once_and_the_others_are_delivered() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=far.test,mx.far.test,10",
+            "host-record=mx.far.test,127.0.0.21",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.21", port, &["--reject", "bad@far.test"]);
+    let s = sender(&dns, port, "");
+    inject(&s, "btm0001@be.test", &["ok@far.test", "bad@far.test"]);
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["ok@far.test"]));
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+    let d = dsns(&s);
+    assert_eq!(d.len(), 1, "one DSN: {d:?}");
+    let dsn = &d[0];
+    for want in [
+        "Return-Path: <>\r\n",
+        "From: Mail Delivery System <MAILER-DAEMON@mail.be.test>\r\n",
+        "To: <btm0001@be.test>\r\n",
+        "report-type=delivery-status",
+        "Content-Type: message/delivery-status\r\n",
+        "Reporting-MTA: dns; mail.be.test\r\n",
+        "Arrival-Date: ",
+        "Final-Recipient: rfc822; bad@far.test\r\nAction: failed\r\nStatus: 5.1.1\r\n",
+        "Diagnostic-Code: smtp; 550 5.1.1 <bad@far.test> no such user here\r\n",
+        "Content-Type: text/rfc822-headers\r\n\r\nFrom: btm0001@be.test\r\nSubject: my report\r\n",
+    ] {
+        assert!(dsn.contains(want), "missing {want:?} in\n{dsn}");
+    }
+    assert!(!dsn.contains("ok@far.test"), "{dsn}");
+    assert!(
+        !dsn.contains("\r\nbody\r\n"),
+        "only the headers are returned"
+    );
+}
+
+#[test]
+fn a_host_that_stays_down_bounces_after_the_queue_lifetime() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=down.test,mx.down.test,10",
+            "host-record=mx.down.test,127.0.0.22",
+        ],
+        &[],
+    );
+    let s = sender(&dns, port, "queue_lifetime = \"4s\"");
+    inject(&s, "btm0001@be.test", &["a@down.test"]);
+    assert!(wait_until(Duration::from_secs(20), || !dsns(&s).is_empty()));
+    let d = dsns(&s);
+    assert_eq!(d.len(), 1);
+    assert!(
+        d[0].contains(
+            "Final-Recipient: rfc822; a@down.test\r\nAction: failed\r\nStatus: 4.4.7\r\n"
+        ),
+        "{}",
+        d[0]
+    );
+    assert!(
+        d[0].contains("127.0.0.22"),
+        "the connection error is reported: {}",
+        d[0]
+    );
+    let attempts = s.log_text().matches("delivery attempt").count();
+    assert!(attempts >= 2, "retried before giving up ({attempts})");
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+#[test]
+fn a_delay_warning_is_sent_once() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=late.test,mx.late.test,10",
+            "host-record=mx.late.test,127.0.0.23",
+        ],
+        &[],
+    );
+    let s = sender(&dns, port, "delay_warning = \"1s\"");
+    inject(&s, "btm0001@be.test", &["a@late.test"]);
+    assert!(wait_until(Duration::from_secs(15), || !dsns(&s).is_empty()));
+    std::thread::sleep(Duration::from_secs(3));
+    let d = dsns(&s);
+    assert_eq!(d.len(), 1, "once");
+    assert!(
+        d[0].contains("Action: delayed\r\n") && d[0].contains("Will-Retry-Until: "),
+        "{}",
+        d[0]
+    );
+    assert!(!queue_empty(&s), "still retrying");
+}
+
+#[test]
+fn null_mx_and_missing_domains_bounce_at_once() {
+    let dns = Dnsmasq::start(
+        // RFC 7505: one MX of preference 0 pointing to the root.
+        &["dns-rr=null.test,15,000000"],
+        &[],
+    );
+    let s = sender(&dns, free_tcp_port(), "");
+    inject(&s, "btm0001@be.test", &["a@null.test", "b@nxdomain.test"]);
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    let d = dsns(&s);
+    assert_eq!(d.len(), 1, "one DSN for both");
+    assert!(
+        d[0].contains(
+            "Final-Recipient: rfc822; a@null.test\r\nAction: failed\r\nStatus: 5.1.10\r\n"
+        ),
+        "{}",
+        d[0]
+    );
+    assert!(
+        d[0].contains(
+            "Final-Recipient: rfc822; b@nxdomain.test\r\nAction: failed\r\nStatus: 5.1.2\r\n"
+        ),
+        "{}",
+        d[0]
+    );
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+#[test]
+fn the_null_sender_is_never_bounced() {
+    let dns = Dnsmasq::start(&["dns-rr=null.test,15,000000"], &[]);
+    let s = sender(&dns, free_tcp_port(), "");
+    inject(&s, "", &["a@null.test"]);
+    assert!(wait_until(Duration::from_secs(10), || queue_empty(&s)));
+    assert!(s
+        .log_text()
+        .contains("not bouncing a message with the null sender"));
+    assert!(dsns(&s).is_empty());
+}
+
+#[test]
+fn a_remote_sender_gets_its_dsn_through_the_queue() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "dns-rr=null.test,15,000000",
+            "mx-host=remote.test,mx.remote.test,10",
+            "host-record=mx.remote.test,127.0.0.24",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.24", port, &[]);
+    let s = sender(&dns, port, "");
+    inject(&s, "someone@remote.test", &["a@null.test"]);
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got.len(), 1, "log:\n{}", s.log_text());
+    assert_eq!(got[0].0["mail_from"], "<>", "the null sender");
+    assert_eq!(
+        got[0].0["rcpt_tos"],
+        serde_json::json!(["someone@remote.test"])
+    );
+    let body = String::from_utf8_lossy(&got[0].1);
+    assert!(
+        body.contains("Final-Recipient: rfc822; a@null.test"),
+        "{body}"
+    );
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+#[test]
+fn a_message_over_the_remote_size_limit_is_not_sent_and_bounces() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=small.test,mx.small.test,10",
+            "host-record=mx.small.test,127.0.0.25",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.25", port, &["--size-limit", "20"]);
+    let s = sender(&dns, port, "");
+    inject(&s, "btm0001@be.test", &["a@small.test"]);
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    let d = dsns(&s);
+    assert!(d[0].contains("Status: 5.3.4\r\n"), "{}", d[0]);
+    assert!(sink.messages().is_empty());
+}

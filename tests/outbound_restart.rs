@@ -1,0 +1,132 @@
+//! Durability across restarts and connection reuse of the queue runner.
+
+mod common;
+use common::*;
+use std::time::Duration;
+
+const ONE_LISTENER: &str = r#"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+"#;
+
+fn inject(s: &TestServer, to: &str, n: usize) -> String {
+    let msg = format!("Subject: message {n}\n\nbody {n}\n");
+    let out = s.cli(
+        &["queue", "inject", "--from", "u@be.test", "--to", to],
+        msg.as_bytes(),
+    );
+    assert!(out.status.success(), "inject: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("queued as ")
+        .unwrap()
+        .to_string()
+}
+
+fn queue_empty(s: &TestServer) -> bool {
+    let out = s.cli(&["queue", "list"], b"");
+    String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
+}
+
+#[test]
+fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=far.test,mx.far.test,10",
+            "host-record=mx.far.test,127.0.0.31",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.31", port, &["--tempfail", "1"]);
+    let mut s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"3s\"]\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    let id = inject(&s, "a@far.test", 1);
+    assert!(wait_until(Duration::from_secs(10), || {
+        let out = s.cli(&["queue", "show", &id], b"");
+        String::from_utf8_lossy(&out.stdout).contains("attempts 1")
+    }));
+    s.kill();
+    assert!(sink.messages().is_empty());
+    s.restart();
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got.len(), 1, "log:\n{}", s.log_text());
+    assert!(String::from_utf8_lossy(&got[0].1).contains("body 1"));
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(sink.messages().len(), 1, "sent exactly once");
+}
+
+#[test]
+fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=far.test,mx.far.test,10",
+            "host-record=mx.far.test,127.0.0.32",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.32", port, &[]);
+    let mut s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nmax_per_destination = 1\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    s.kill();
+    for n in 0..5 {
+        inject(&s, &format!("r{n}@far.test"), n);
+    }
+    s.restart();
+    let got = sink.wait_for(5, Duration::from_secs(15));
+    assert_eq!(got.len(), 5, "log:\n{}", s.log_text());
+    let peers: std::collections::HashSet<String> =
+        got.iter().map(|(e, _)| e["peer"].to_string()).collect();
+    assert_eq!(peers.len(), 1, "one reused connection: {peers:?}");
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+#[test]
+fn with_one_connection_allowed_an_idle_session_makes_room_for_another_host() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=a.test,mx.a.test,10",
+            "host-record=mx.a.test,127.0.0.33",
+            "mx-host=b.test,mx.b.test,10",
+            "host-record=mx.b.test,127.0.0.34",
+        ],
+        &[],
+    );
+    let sink_a = SmtpSink::start("127.0.0.33", port, &[]);
+    let sink_b = SmtpSink::start("127.0.0.34", port, &[]);
+    let mut s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nmax_connections = 1\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    s.kill();
+    for n in 0..3 {
+        inject(&s, &format!("r{n}@a.test"), n);
+        inject(&s, &format!("r{n}@b.test"), n);
+    }
+    s.restart();
+    // Without closing idle sessions early, a switch of host waits for the
+    // idle timeout (5 s); with it, all six take milliseconds.
+    let all = wait_until(Duration::from_secs(4), || {
+        sink_a.messages().len() == 3 && sink_b.messages().len() == 3
+    });
+    assert!(all, "log:\n{}", s.log_text());
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
