@@ -1,10 +1,369 @@
-//! Placeholder: the POP3 server is being written.
+//! The POP3 network loop: accepts connections, checks FCrDNS (SEED-8),
+//! speaks TLS (implicit or STLS), feeds lines to the sans-IO [`Session`]
+//! and performs its effects: login with the mailbox lock (SEED-6), relay
+//! grants (SEED-9), streaming RETR/TOP, and the UPDATE-state deletions.
 
+use super::dotstuff::Stuffer;
+use super::lock::MailboxLock;
+use super::session::{self, Effect, LoginResult, Output, Session, SessionConfig};
 use crate::app::App;
-use crate::config::Listener;
+use crate::auth::{AuthResult, Credential, Purpose};
+use crate::config::{Listener, TlsMode};
+use crate::dns::{self, Decision};
+use crate::net::{self, Conn, Line};
+use crate::store::{Account, MessageInfo};
+use std::io::{self, Read};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use std::time::{Duration, SystemTime};
+use tokio::net::{TcpListener, TcpStream};
+use tracing::Instrument;
 
-pub async fn run(_app: Arc<App>, listener: Listener, _tcp: TcpListener) {
-    tracing::error!(listener = %listener.name, "pop3 is not built yet");
+/// Read size while streaming a message.
+const CHUNK: usize = 256 * 1024;
+
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
+pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
+    let listener = Arc::new(listener);
+    let max = app.config.limits.max_connections;
+    net::accept_loop(tcp, max, move |stream, peer| {
+        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
+        handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
+    })
+    .await;
+}
+
+/// A session's state that the server keeps beside the [`Session`].
+struct Ctx {
+    app: Arc<App>,
+    listener: Arc<Listener>,
+    ip: IpAddr,
+    owner: String,
+    mailbox: Option<(Account, MailboxLock)>,
+}
+
+async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: SocketAddr, id: u64) {
+    let mut conn = Conn::new(tcp, peer);
+    let idle = app.config.limits.pop3_idle_timeout;
+    let ip = peer.ip().to_canonical();
+    let refusal = fcrdns_refusal(&app, &listener, ip).await;
+    if listener.tls_mode() == TlsMode::Implicit {
+        match tokio::time::timeout(idle, conn.start_tls(&app.tls)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return tracing::debug!(error = %e, "TLS handshake failed"),
+            Err(_) => return tracing::debug!("TLS handshake timed out"),
+        }
+    }
+    if let Some(text) = refusal {
+        let _ = conn.write_all(text.as_bytes()).await;
+        conn.shutdown().await;
+        return;
+    }
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let cfg = SessionConfig {
+        timestamp: format!("<{}.{nanos}@{}>", std::process::id(), app.config.hostname),
+        stls: listener.tls_mode() == TlsMode::Starttls,
+        plaintext_auth: listener.plaintext_auth,
+        max_bad_commands: app.config.limits.max_bad_commands,
+    };
+    let mut session = Session::new(cfg, conn.is_tls());
+    let mut ctx = Ctx {
+        owner: format!("{}/{id}", app.node),
+        app,
+        listener,
+        ip,
+        mailbox: None,
+    };
+    tracing::debug!("connected");
+    if conn.write_all(&session.greeting()).await.is_ok() {
+        serve(&mut ctx, &mut conn, &mut session, idle).await;
+    }
+    // Ends the lock the moment the session ends, whichever way (SEED-6);
+    // were this task dropped instead, the lock's own Drop releases it.
+    if let Some((_, lock)) = ctx.mailbox.take() {
+        lock.release().await;
+    }
+    conn.shutdown().await;
+    tracing::debug!("closed");
+}
+
+/// The command loop; returns when the session is over.
+async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Duration) {
+    let max_line = ctx.app.config.limits.max_line_length;
+    loop {
+        let lost = async {
+            match &ctx.mailbox {
+                Some((_, lock)) => lock.lost().await,
+                None => std::future::pending().await,
+            }
+        };
+        let line = tokio::select! {
+            r = tokio::time::timeout(idle, conn.read_line(max_line)) => r,
+            _ = lost => {
+                tracing::warn!("mailbox lock lost");
+                let _ = conn.write_all(session::LOCK_LOST).await;
+                return;
+            }
+        };
+        let mut out = match line {
+            Err(_) => {
+                tracing::info!("idle timeout");
+                let _ = conn.write_all(session::IDLE_TIMEOUT).await;
+                return;
+            }
+            Ok(Err(e)) => return tracing::debug!(error = %e, "read failed"),
+            Ok(Ok(Line::Eof)) => return tracing::debug!("client disconnected"),
+            Ok(Ok(Line::TooLong)) => session.line_too_long(),
+            Ok(Ok(Line::Complete { bytes, .. })) => session.input(&bytes),
+        };
+        loop {
+            if conn.write_buffered(&out.text).await.is_err() {
+                return;
+            }
+            let Some(effect) = out.effect.take() else {
+                break;
+            };
+            out = match perform(ctx, conn, session, effect, idle).await {
+                Some(o) => o,
+                None => {
+                    let _ = conn.flush().await;
+                    return;
+                }
+            };
+        }
+        // RFC 2449 6.6 PIPELINING: answer a batch with one write.
+        if !conn.has_buffered_input() && conn.flush().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Does one effect; None ends the session.
+async fn perform(
+    ctx: &mut Ctx,
+    conn: &mut Conn,
+    session: &mut Session,
+    effect: Effect,
+    idle: Duration,
+) -> Option<Output> {
+    match effect {
+        Effect::Close => None,
+        Effect::StartTls => {
+            conn.flush().await.ok()?;
+            match tokio::time::timeout(idle, conn.start_tls(&ctx.app.tls)).await {
+                Ok(Ok(())) => {
+                    session.tls_done();
+                    Some(Output::default())
+                }
+                _ => {
+                    tracing::debug!("STLS handshake failed");
+                    None
+                }
+            }
+        }
+        Effect::Login { login, credential } => {
+            let result = login_step(ctx, login, credential).await;
+            Some(session.login_done(result))
+        }
+        Effect::Send { msg, top, ok } => {
+            let (account, _) = ctx.mailbox.as_ref()?;
+            match send(ctx, account.clone(), msg, top, &ok, conn).await {
+                Ok(true) => Some(Output::default()),
+                Ok(false) => {
+                    conn.write_buffered(session::SEND_FAILED).await.ok()?;
+                    Some(Output::default())
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "sending a message failed");
+                    None
+                }
+            }
+        }
+        Effect::Commit(msgs) => {
+            let (account, lock) = ctx.mailbox.take()?;
+            if !lock.confirm().await {
+                tracing::warn!(account = %account.name, "mailbox lock lost before UPDATE");
+                let _ = conn.write_buffered(session::LOCK_LOST).await;
+                return None;
+            }
+            let n = msgs.len();
+            let result = if n == 0 {
+                Ok(0)
+            } else {
+                let a = account.clone();
+                match ctx.app.store.run(move |s| s.mail.delete(&a, &msgs)).await {
+                    Ok(()) => Ok(n),
+                    Err(e) => {
+                        tracing::error!(account = %account.name, error = %e, "deleting failed");
+                        Err(())
+                    }
+                }
+            };
+            tracing::info!(account = %account.name, deleted = n, "logout");
+            // Released before the reply, so the client's next login finds it free.
+            lock.release().await;
+            Some(session.commit_done(result))
+        }
+    }
+}
+
+/// SEED-8 at connect: the text to send instead of the greeting, if any.
+async fn fcrdns_refusal(app: &App, listener: &Listener, ip: IpAddr) -> Option<String> {
+    let mode = listener.fcrdns_mode();
+    if mode == crate::config::FcrdnsMode::Off {
+        return None;
+    }
+    let report = app.dns.fcrdns(ip).await;
+    let url = app.config.dns_check_url();
+    match dns::decide(&report, mode, listener.on_dns_error) {
+        Decision::Allow => {
+            if report.verdict == dns::Verdict::Temperror {
+                tracing::warn!(reason = %report.reason(), "FCrDNS lookup failed; client let in");
+            }
+            None
+        }
+        Decision::Refuse => {
+            tracing::info!(reason = %report.reason(), "refused by FCrDNS");
+            Some(format!(
+                "-ERR [SYS/PERM] Connection refused: {}. Check your host at {url}\r\n",
+                report.reason()
+            ))
+        }
+        Decision::TempFail => {
+            tracing::info!(reason = %report.reason(), "FCrDNS tempfail");
+            Some(format!(
+                "-ERR [SYS/TEMP] Connection refused for now: {}; try again later. See {url}\r\n",
+                report.reason()
+            ))
+        }
+    }
+}
+
+/// Verifies, locks (SEED-6), lists the snapshot and grants relay (SEED-9).
+async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> LoginResult {
+    let app = ctx.app.clone();
+    let account = match app
+        .auth
+        .verify_async(login, credential, Purpose::Pop3)
+        .await
+    {
+        AuthResult::Ok(a) => a,
+        AuthResult::Failed => {
+            let delay = app.auth.failures.failed(ctx.ip);
+            tracing::info!(delay_ms = delay.as_millis() as u64, "login failed");
+            tokio::time::sleep(delay).await;
+            return LoginResult::Failed;
+        }
+        AuthResult::TempFail(e) => {
+            tracing::warn!(error = %e, "login check failed");
+            return LoginResult::TempFail;
+        }
+    };
+    app.auth.failures.succeeded(ctx.ip);
+    let lock = match MailboxLock::acquire(&app.store, &account.name, &ctx.owner, ctx.ip).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            tracing::info!(account = %account.name, "mailbox busy");
+            return LoginResult::Busy;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "locking failed");
+            return LoginResult::TempFail;
+        }
+    };
+    let a = account.clone();
+    let msgs = match app.store.run(move |s| s.mail.list(&a)).await {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(account = %account.name, error = %e, "listing failed");
+            lock.release().await;
+            return LoginResult::TempFail;
+        }
+    };
+    if ctx.listener.grants_relay {
+        let (ip, name) = (ctx.ip, account.name.clone());
+        let until =
+            SystemTime::now() + Duration::from_secs(app.config.relay.pop_before_smtp_seconds);
+        if let Err(e) = app
+            .store
+            .run(move |s| s.grants.grant(ip, &name, until))
+            .await
+        {
+            tracing::warn!(error = %e, "recording the relay grant failed");
+        }
+    }
+    tracing::info!(account = %account.name, messages = msgs.len(), "logged in");
+    ctx.mailbox = Some((account, lock));
+    LoginResult::Ok(msgs)
+}
+
+/// RETR/TOP: opens the message (false if it cannot be read), writes `ok`
+/// and streams it dot-stuffed; a reader thread stays one chunk ahead.
+async fn send(
+    ctx: &Ctx,
+    account: Account,
+    msg: MessageInfo,
+    top: Option<u32>,
+    ok: &str,
+    conn: &mut Conn,
+) -> io::Result<bool> {
+    let uid = msg.uid.clone();
+    let reader = match ctx
+        .app
+        .store
+        .run(move |s| s.mail.open(&account, &msg))
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(uid, error = %e, "opening a message failed");
+            return Ok(false);
+        }
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<io::Result<Vec<u8>>>(2);
+    tokio::task::spawn_blocking(move || read_chunks(reader, tx));
+    let mut out = Vec::with_capacity(CHUNK + CHUNK / 32 + 8);
+    out.extend_from_slice(ok.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut stuffer = Stuffer::new(top);
+    while let Some(chunk) = rx.recv().await {
+        let done = stuffer.feed(&chunk?, &mut out);
+        conn.write_buffered(&out).await?;
+        out.clear();
+        if done {
+            break;
+        }
+    }
+    stuffer.finish(&mut out);
+    conn.write_buffered(&out).await?;
+    Ok(true)
+}
+
+fn read_chunks(
+    mut reader: Box<dyn Read + Send>,
+    tx: tokio::sync::mpsc::Sender<io::Result<Vec<u8>>>,
+) {
+    loop {
+        let mut buf = vec![0; CHUNK];
+        let r = match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(buf)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(e),
+        };
+        let failed = r.is_err();
+        // The receiver is gone when TOP has enough or the client left.
+        if tx.blocking_send(r).is_err() || failed {
+            return;
+        }
+    }
 }

@@ -473,3 +473,77 @@ pub fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+// ---- POP3 helpers ----
+
+/// A server on `listeners` whose resolver is a dnsmasq on loopback with
+/// `records`, so FCrDNS answers fast and offline (127.0.0.1: no PTR).
+pub fn pop_server_with(
+    head: &str,
+    listeners: &str,
+    records: &[&str],
+    timeouts: &[&str],
+) -> (TestServer, Dnsmasq) {
+    let dns = Dnsmasq::start(records, timeouts);
+    let server = TestServer::start(&format!("{head}\n{}", dns.config(500)), listeners);
+    (server, dns)
+}
+
+/// The standard listeners, a short failed-login delay, and `user`/`pw`.
+pub fn pop_server(user: &str, pw: &str) -> (TestServer, Dnsmasq) {
+    let (s, d) = pop_server_with(
+        "[limits]\nauth_failure_delay = \"20ms\"\nauth_failure_max_delay = \"100ms\"\n",
+        LISTENERS,
+        &[],
+        &[],
+    );
+    s.add_user(user, pw);
+    (s, d)
+}
+
+/// Connects and logs in with USER/PASS, asserting each step succeeds.
+pub fn pop_login(addr: SocketAddr, user: &str, pw: &str) -> Client {
+    let mut c = Client::connect(addr);
+    let greeting = c.line();
+    assert!(greeting.starts_with("+OK"), "{greeting}");
+    assert!(c.cmd(&format!("USER {user}")).starts_with("+OK"));
+    let r = c.cmd(&format!("PASS {pw}"));
+    assert!(r.starts_with("+OK"), "{r}");
+    c
+}
+
+/// Sends a RETR/TOP command and returns the message octets, un-stuffed.
+pub fn pop_fetch(c: &mut Client, cmd: &str) -> Vec<u8> {
+    let first = c.cmd(cmd);
+    assert!(first.starts_with("+OK"), "{cmd}: {first}");
+    let mut out = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = c.reader.read_until(b'\n', &mut line).unwrap();
+        assert!(n > 0, "connection closed inside {cmd}");
+        if line == b".\r\n" {
+            return out;
+        }
+        let body = if line.starts_with(b".") {
+            &line[1..]
+        } else {
+            &line[..]
+        };
+        out.extend_from_slice(body);
+    }
+}
+
+/// The stored files of `account`'s Maildir (new/ and cur/), oldest name first.
+pub fn maildir_files(server: &TestServer, account: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["new", "cur"]
+        .iter()
+        .flat_map(|sub| {
+            std::fs::read_dir(server.data_dir().join("mail").join(account).join(sub))
+                .into_iter()
+                .flatten()
+                .map(|e| e.unwrap().path())
+        })
+        .collect();
+    files.sort();
+    files
+}
