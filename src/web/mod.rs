@@ -41,6 +41,8 @@ const MAX_BODY: usize = 16 * 1024;
 /// A client gets this long to send its request headers (slowloris).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(20);
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reading the body and answering must be done within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What every handler shares.
 pub struct Web {
@@ -87,7 +89,15 @@ where
 {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
         req.extensions_mut().insert(Peer(peer));
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        let handled = router.clone().oneshot(req.map(axum::body::Body::new));
+        async move {
+            // A body that trickles in (or never comes) does not hold a
+            // connection forever.
+            match tokio::time::timeout(REQUEST_TIMEOUT, handled).await {
+                Ok(res) => res,
+                Err(_) => Ok(StatusCode::REQUEST_TIMEOUT.into_response()),
+            }
+        }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -121,9 +131,27 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .fallback(layout::not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(middleware::from_fn(refuse_large_bodies))
         .layer(middleware::from_fn(i18n::remember_lang))
         .layer(middleware::from_fn(security_headers))
         .with_state(web)
+}
+
+/// A body announced larger than the limit is refused before it is read.
+async fn refuse_large_bodies(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY as u64) {
+        let mut res = (StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n").into_response();
+        // The unread body makes the connection unusable for another request.
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    next.run(req).await
 }
 
 /// Headers every response carries: no framing, no sniffing, no foreign
