@@ -7,7 +7,7 @@ use common::*;
 const LIMITS: &str = "[limits]\nauth_failure_delay = \"10ms\"\nauth_failure_max_delay = \"20ms\"\n";
 
 fn server() -> (TestServer, Dnsmasq) {
-    let (s, d) = pop_server_with(LIMITS, LISTENERS, &[], &[]);
+    let (s, d) = web_server_with(LIMITS, LISTENERS, &[]);
     s.add_user("btm0001", "secret-pw1");
     (s, d)
 }
@@ -521,6 +521,8 @@ fn operator_pages_and_metrics() {
     let csrf = admin.login("boss", "boss-pass-1");
     let page = admin.get("/admin");
     assert_eq!(page.status, 200);
+    assert!(page.body.contains("<a href=\"/admin\">"));
+    assert!(!user.get("/settings").body.contains("<a href=\"/admin\">"));
     assert!(page.body.contains("btm0001@be.test") && page.body.contains("Accounts (2)"));
     assert_eq!(
         admin
@@ -636,7 +638,7 @@ fn operator_pages_and_metrics() {
 #[test]
 fn forwarded_for_only_from_trusted_proxies() {
     let head = format!("{LIMITS}[web]\ntrusted_proxies = [\"127.0.0.1\"]\n");
-    let (s, _d) = pop_server_with(&head, LISTENERS, &[], &[]);
+    let (s, _d) = web_server_with(&head, LISTENERS, &[]);
     let mut b = Browser::new(s.addr("web"));
     b.headers
         .push(("X-Forwarded-For".into(), "1.2.3.4, 127.0.0.9".into()));
@@ -661,7 +663,7 @@ fn https_listener_sets_secure_cookies() {
     let listeners = format!(
         "{LISTENERS}\n[[listener]]\nname = \"webs\"\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n"
     );
-    let (s, _d) = pop_server_with(LIMITS, &listeners, &[], &[]);
+    let (s, _d) = web_server_with(LIMITS, &listeners, &[]);
     s.add_user("btm0001", "secret-pw1");
     let out = python(
         r#"

@@ -267,12 +267,15 @@ fn listeners_card(ctx: &Ctx, r: &FcrdnsReport) -> String {
                 ),
             };
             format!(
-                r#"<tr><td data-label="{sl}">{name}</td><td class="mono" data-label="{pl}">{host}:{port}</td><td><span class="tag {class}">{text}</span></td></tr>"#,
+                r#"<tr><td data-label="{sl}">{name}</td><td class="mono" data-label="{pl}">{host}{port}</td><td><span class="tag {class}">{text}</span></td></tr>"#,
                 sl = l.t("サーバー", "Server"),
                 pl = l.t("接続先", "Address"),
                 name = esc(&x.name),
                 host = esc(&cfg.hostname),
-                port = x.bind.port(),
+                port = match x.bind.port() {
+                    0 => String::new(),
+                    p => format!(":{p}"),
+                },
             )
         })
         .collect();

@@ -44,6 +44,15 @@ impl Notice {
     }
 }
 
+/// A listener's port for customers; a configured port 0 (chosen by the
+/// system at start) is not something to type into a mail program.
+pub fn port_text(bind: std::net::SocketAddr) -> String {
+    match bind.port() {
+        0 => "—".to_string(),
+        p => p.to_string(),
+    }
+}
+
 /// A hidden CSRF field for a form of the logged-in user.
 pub fn csrf_field(token: &str) -> String {
     format!(
@@ -62,6 +71,9 @@ pub fn page(ctx: &Ctx, title: &str, body: &str) -> Html<String> {
     if ctx.logged_in() {
         nav.push(("/mail", l.t("リモートメール", "Remote mail")));
         nav.push(("/settings", l.t("設定", "Settings")));
+    }
+    if ctx.session.as_ref().is_some_and(|(_, s)| s.admin) {
+        nav.push(("/admin", l.t("運用管理", "Operator")));
     }
     let links: String = nav
         .iter()
@@ -198,8 +210,9 @@ nav{display:flex;flex-wrap:wrap;align-items:center;gap:4px 14px;font-size:.95rem
 nav a{text-decoration:none}
 nav a:hover{text-decoration:underline}
 nav .lang a{border:1px solid var(--line);border-radius:999px;padding:2px 10px}
-main{padding-top:20px;padding-bottom:24px}
-footer{padding-bottom:24px;font-size:.85rem}
+main.wrap{padding-top:24px;padding-bottom:24px}
+footer.wrap{padding-bottom:24px;font-size:.85rem}
+.card>p:first-child{margin-top:0}
 h1{font-size:1.5rem;line-height:1.3;margin:0 0 12px}
 h2{font-size:1.15rem;margin:20px 0 8px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:12px;padding:18px 20px;margin:0 0 16px;box-shadow:0 1px 2px rgba(20,30,40,.04)}

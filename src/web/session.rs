@@ -30,6 +30,8 @@ const REFUSE_AFTER_FAILURES: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct Session {
     pub account: String,
+    /// For the navigation only; operator pages check the stored account.
+    pub admin: bool,
     pub csrf: String,
     expires: Instant,
 }
@@ -56,7 +58,7 @@ impl Sessions {
     }
 
     /// A new session; returns its id.
-    fn create(&self, account: &str) -> String {
+    fn create(&self, account: &str, admin: bool) -> String {
         let id = random_token();
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
@@ -77,6 +79,7 @@ impl Sessions {
             id.clone(),
             Session {
                 account: account.to_string(),
+                admin,
                 csrf: random_token(),
                 expires: Instant::now() + self.lifetime,
             },
@@ -360,7 +363,7 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
             if let Some((old, _)) = &ctx.session {
                 web.sessions.remove(old);
             }
-            let id = web.sessions.create(&account.name);
+            let id = web.sessions.create(&account.name, account.admin);
             tracing::info!(account = %account.name, ip = %ctx.ip, "portal login");
             let max_age = web.app.config.web.session_lifetime.as_secs();
             let mut res = Redirect::to("/settings").into_response();
@@ -446,13 +449,13 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_removed() {
         let s = Sessions::new(Duration::from_millis(50));
-        let id = s.create("btm0001");
+        let id = s.create("btm0001", false);
         assert_eq!(id.len(), 64);
         assert_eq!(s.touch(&id).unwrap().account, "btm0001");
         assert!(s.touch("nope").is_none());
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.touch(&id).is_none());
-        let id = s.create("b");
+        let id = s.create("b", true);
         s.remove(&id);
         assert!(s.touch(&id).is_none());
     }

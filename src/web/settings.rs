@@ -3,7 +3,7 @@
 //! the password, and the separate SMTP AUTH password (SEED-3, shown once).
 
 use super::form::Form;
-use super::layout::{csrf_field, esc, page, Notice};
+use super::layout::{csrf_field, esc, page, port_text, Notice};
 use super::session::{Ctx, User};
 use super::Lang;
 use crate::auth::{hash_password, AuthResult, Credential, Purpose};
@@ -187,18 +187,19 @@ fn servers(l: Lang, cfg: &Config) -> String {
             ),
             Protocol::Smtp if x.relay_by.contains(&RelayBy::PopBeforeSmtp) => (
                 l.t("送信 (POP before SMTP)", "Outgoing (POP-before-SMTP)"),
-                l.t("受信してから10分以内に送信", "Send after receiving"),
+                l.t("受信してから送信します", "Send after checking mail"),
             ),
             _ => continue,
         };
         rows += &format!(
-            r#"<tr><td data-label="{c1}">{role}</td><td class="mono" data-label="{c2}">{host}</td><td class="num" data-label="{c3}">{port}</td><td data-label="{c4}">{tls}</td><td class="muted">{note}</td></tr>"#,
+            r#"<tr><td data-label="{c1}">{role} <span class="tag">{name}</span></td><td class="mono" data-label="{c2}">{host}</td><td class="num" data-label="{c3}">{port}</td><td data-label="{c4}">{tls}</td><td class="muted">{note}</td></tr>"#,
             c1 = l.t("用途", "Use"),
             c2 = l.t("サーバー名", "Server"),
             c3 = l.t("ポート", "Port"),
             c4 = l.t("暗号化", "Encryption"),
             host = esc(&cfg.hostname),
-            port = x.bind.port(),
+            name = esc(&x.name),
+            port = port_text(x.bind),
             tls = tls_text(l, x),
         );
     }
@@ -224,6 +225,7 @@ async fn render(ctx: &Ctx, user: &User, status: StatusCode, notice: &str) -> Res
         Ok(g) => g,
         Err(e) => return ctx.store_error(e),
     };
+    let minutes = ctx.app().config.relay.pop_before_smtp_seconds.div_ceil(60);
     let grant_html = match grant {
         Some(g) => Notice::Good.html(&format!(
             "{} <strong>{}</strong> {}",
@@ -235,8 +237,8 @@ async fn render(ctx: &Ctx, user: &User, status: StatusCode, notice: &str) -> Res
             l.t("まで", ""),
         )),
         None => Notice::Info.html(&esc(&match l {
-            Lang::Ja => format!("このブラウザのIPアドレス {ip} には、現在 POP before SMTP の許可がありません。送信する前に、POP before SMTPが有効になる受信サーバーでメールを受信してください(新着がなくても構いません)。"),
-            Lang::En => format!("Your IP address {ip} has no POP-before-SMTP grant right now. Check mail on a POP server that opens POP-before-SMTP (no new mail needed), then send."),
+            Lang::Ja => format!("このブラウザのIPアドレス {ip} には、現在 POP before SMTP の許可がありません。送信する前に、POP before SMTPが有効になる受信サーバーでメールを受信してください(新着がなくても構いません)。受信から約{minutes}分間送信できます。"),
+            Lang::En => format!("Your IP address {ip} has no POP-before-SMTP grant right now. Check mail on a POP server that opens POP-before-SMTP (no new mail needed); you may then send for about {minutes} minutes."),
         })),
     };
     let csrf = csrf_field(&user.csrf);

@@ -1,13 +1,14 @@
 // Drives the system chromium through the portal (run by tests/web_browser.rs):
 // screenshots of the DNS check page (ja on a phone, en on a desktop), then
 // logs in and deletes the message whose subject is SUBJECT through Remote
-// mail. Usage: node remote_mail.mjs URL USER PASS OUTDIR [SUBJECT]
+// mail. Usage: node remote_mail.mjs URL USER PASS OUTDIR [SUBJECT [CHECK_IP]]
+// (CHECK_IP: the phone screenshot checks that address instead of the visitor's).
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const [url, user, pass, outdir, subject = 'Huge attachment'] = process.argv.slice(2);
+const [url, user, pass, outdir, subject = 'Huge attachment', checkIp] = process.argv.slice(2);
 if (!url || !user || !pass || !outdir) {
   console.error('usage: node remote_mail.mjs URL USER PASS OUTDIR [SUBJECT]');
   process.exit(2);
@@ -32,7 +33,7 @@ try {
   const page = context.pages()[0] || await context.newPage();
 
   await page.setViewportSize(phone);
-  await page.goto(`${url}/dns-check?lang=ja`);
+  await page.goto(`${url}/dns-check?lang=ja${checkIp ? `&ip=${encodeURIComponent(checkIp)}` : ''}`);
   (await page.textContent('h1')).includes('DNSチェック') || fail('no Japanese DNS check page');
   await shot(page, 'dns-check-ja-phone.png');
 

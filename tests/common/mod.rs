@@ -731,3 +731,22 @@ pub fn form_escape(s: &str) -> String {
         })
         .collect()
 }
+
+/// [`Dnsmasq::start`], tried again when it does not come up: its port is
+/// picked before dnsmasq binds it, and on a busy machine (thousands of
+/// TIME-WAIT sockets) the TCP side of that port can be taken meanwhile.
+pub fn dnsmasq_retrying(records: &[&str], timeouts: &[&str]) -> Dnsmasq {
+    for _ in 0..3 {
+        if let Ok(d) = std::panic::catch_unwind(|| Dnsmasq::start(records, timeouts)) {
+            return d;
+        }
+    }
+    Dnsmasq::start(records, timeouts)
+}
+
+/// Like [`pop_server_with`] with a retried DNS server (the portal tests).
+pub fn web_server_with(head: &str, listeners: &str, records: &[&str]) -> (TestServer, Dnsmasq) {
+    let dns = dnsmasq_retrying(records, &[]);
+    let server = TestServer::start(&format!("{head}\n{}", dns.config(500)), listeners);
+    (server, dns)
+}
