@@ -583,6 +583,10 @@ fn operator_pages_and_metrics() {
     let at = r.body.find("class=\"secret\">").unwrap() + 15;
     let pw2 = r.body[at..at + 16].to_string();
     assert_ne!(pw, pw2);
+    // Generated passwords are shown, never logged.
+    let log = s.log_text();
+    assert!(log.contains("new password for btm0002"), "{log}");
+    assert!(!log.contains(&pw) && !log.contains(&pw2) && !log.contains("boss-pass-1"));
     pop_login(s.addr("pop"), "btm0002", &pw2).cmd("QUIT");
     let r = admin.post(
         "/admin/accounts",
@@ -648,8 +652,14 @@ fn forwarded_for_only_from_trusted_proxies() {
         .get("/dns-check")
         .body
         .contains("reported by our own proxy"));
-    // From an address that is not a trusted proxy, the header is ignored.
+    // A proxy that terminates HTTPS says so: cookies become Secure.
+    b.headers.push(("X-Forwarded-Proto".into(), "https".into()));
+    let login = b.get("/login");
+    assert!(login.header("set-cookie").unwrap().contains("Secure"));
+    // From an address that is not a trusted proxy, the headers are ignored.
     b.source = Some("127.0.0.8".into());
+    let login = b.get("/login");
+    assert!(!login.header("set-cookie").unwrap().contains("Secure"));
     let v: serde_json::Value = serde_json::from_str(&b.get("/api/dns-check").body).unwrap();
     assert_eq!(v["ip"], "127.0.0.8");
     assert!(!b

@@ -41,19 +41,42 @@ pub async fn page_handler(ctx: Ctx) -> Response {
     }
 }
 
+/// What an operation did: a summary (logged and shown) and, for generated
+/// passwords, a secret shown once and never logged.
+struct Done {
+    summary: String,
+    secret: Option<String>,
+}
+
+impl Done {
+    fn said(summary: String) -> anyhow::Result<Done> {
+        Ok(Done {
+            summary,
+            secret: None,
+        })
+    }
+}
+
 /// Runs an operation; its outcome becomes the page's notice.
 async fn outcome<F>(ctx: &Ctx, user: &User, op: F) -> Response
 where
-    F: FnOnce(&crate::store::Store) -> anyhow::Result<String> + Send + 'static,
+    F: FnOnce(&crate::store::Store) -> anyhow::Result<Done> + Send + 'static,
 {
     let store = ctx.app().store.clone();
     let result = tokio::task::spawn_blocking(move || op(&store))
         .await
         .unwrap_or_else(|e| Err(anyhow::anyhow!("operation failed: {e}")));
     match result {
-        Ok(msg) => {
-            tracing::info!(admin = %user.account.name, "{msg}");
-            render(ctx, user, StatusCode::OK, Notice::Good.html(&msg)).await
+        Ok(done) => {
+            tracing::info!(admin = %user.account.name, "{}", done.summary);
+            let mut html = esc(&done.summary);
+            if let Some(secret) = done.secret {
+                html += &format!(
+                    r#": <span class="secret">{}</span> <span class="muted">(shown once)</span>"#,
+                    esc(&secret)
+                );
+            }
+            render(ctx, user, StatusCode::OK, Notice::Good.html(&html)).await
         }
         Err(e) => {
             let n = Notice::Bad.html(&esc(&format!("{e:#}")));
@@ -86,10 +109,10 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
             if make_admin {
                 store.accounts.set_admin(&name, true)?;
             }
-            return Ok(shown_once(
-                &format!("added {name}"),
-                pw.as_deref().unwrap_or(""),
-            ));
+            return Ok(Done {
+                summary: format!("added {name} with a generated password"),
+                secret: pw,
+            });
         }
         let a = store
             .accounts
@@ -98,25 +121,19 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
         match action.as_str() {
             "disable" | "enable" => {
                 store.accounts.set_disabled(&a.name, action == "disable")?;
-                Ok(esc(&format!("{action}d {}", a.name)))
+                Done::said(format!("{action}d {}", a.name))
             }
             "reset" => {
                 let pw = crate::cli::reset_password(store, &a.name)?;
-                Ok(shown_once(&format!("new password for {}", a.name), &pw))
+                Ok(Done {
+                    summary: format!("new password for {}", a.name),
+                    secret: Some(pw),
+                })
             }
             _ => Err(anyhow::anyhow!("unknown action")),
         }
     })
     .await
-}
-
-/// A generated secret, shown once in the notice.
-fn shown_once(what: &str, secret: &str) -> String {
-    format!(
-        r#"{}: <span class="secret">{}</span> <span class="muted">(shown once)</span>"#,
-        esc(what),
-        esc(secret)
-    )
 }
 
 pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
@@ -128,11 +145,11 @@ pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
     let name = account_name(&form);
     outcome(&ctx, &user, move |store| {
         let name = name?;
-        Ok(esc(&if store.locks.clear(&name)? {
+        Done::said(if store.locks.clear(&name)? {
             format!("lock of {name} cleared")
         } else {
             format!("{name} was not locked")
-        }))
+        })
     })
     .await
 }
@@ -148,11 +165,11 @@ pub async fn queue(ctx: Ctx, body: Bytes) -> Response {
     let res = outcome(&ctx, &user, move |store| match action.as_str() {
         "retry" => {
             let n = queue_cli::retry(store, &id)?;
-            Ok(esc(&format!("{n} recipient(s) of {id} due now")))
+            Done::said(format!("{n} recipient(s) of {id} due now"))
         }
         "delete" => {
             queue_cli::delete(store, &id)?;
-            Ok(esc(&format!("deleted {id}")))
+            Done::said(format!("deleted {id}"))
         }
         _ => Err(anyhow::anyhow!("unknown action")),
     })

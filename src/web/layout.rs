@@ -221,6 +221,7 @@ h2{font-size:1.15rem;margin:20px 0 8px}
 .hero{padding:8px 0 12px}
 .hero p{color:var(--muted);margin:0}
 .grid{display:grid;grid-template-columns:repeat(auto-fit,minmax(210px,1fr));gap:14px}
+.grid .card{margin:0}
 .tile{display:block;color:var(--ink);text-decoration:none;transition:border-color .15s}
 .tile:hover{border-color:var(--brand)}
 .tile h2{margin:0 0 4px;color:var(--brand)}

@@ -129,6 +129,9 @@ pub struct Ctx {
     pub ip: IpAddr,
     /// The address came from a proxy's X-Forwarded-For header.
     pub forwarded: bool,
+    /// The browser talks HTTPS: to us (implicit TLS) or to a trusted proxy
+    /// that says so in X-Forwarded-Proto. Cookies then get `Secure`.
+    pub secure: bool,
     pub session: Option<(String, Session)>,
     /// The raw query string, for handlers that read parameters leniently.
     pub query: Option<String>,
@@ -145,7 +148,13 @@ impl FromRequestParts<Arc<Web>> for Ctx {
             .get::<Peer>()
             .map(|p| p.0.ip().to_canonical())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let (ip, forwarded) = client_ip(peer, &parts.headers, &web.app.config.web.trusted_proxies);
+        let trusted = &web.app.config.web.trusted_proxies;
+        let (ip, forwarded) = client_ip(peer, &parts.headers, trusted);
+        let proxied_https = trusted.iter().any(|t| t.to_canonical() == peer)
+            && parts
+                .headers
+                .get("x-forwarded-proto")
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
         let query = parts.uri.query().map(str::to_string);
         let session = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|id| web.sessions.touch(id).map(|s| (id.to_string(), s)));
@@ -154,6 +163,7 @@ impl FromRequestParts<Arc<Web>> for Ctx {
             lang: Lang::from_headers(query.as_deref(), &parts.headers),
             ip,
             forwarded,
+            secure: web.tls || proxied_https,
             session,
             query,
             login_token: cookie(&parts.headers, LOGIN_COOKIE).map(str::to_string),
@@ -250,6 +260,11 @@ impl Ctx {
 
     pub fn store_error(&self, e: crate::store::StoreError) -> Response {
         tracing::warn!(error = %e, "portal store access failed");
+        self.unavailable()
+    }
+
+    /// 503: the store could not be reached; nothing internal is shown.
+    pub fn unavailable(&self) -> Response {
         self.error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             self.lang.t(
@@ -266,7 +281,7 @@ impl Ctx {
     }
 
     fn session_cookie(&self, id: &str, max_age: u64) -> HeaderValue {
-        let secure = if self.web.tls { "; Secure" } else { "" };
+        let secure = if self.secure { "; Secure" } else { "" };
         let v = format!(
             "{SESSION_COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
         );
@@ -306,7 +321,7 @@ fn login_response(ctx: &Ctx, status: StatusCode, login: &str, notice: &str) -> R
     let token = random_token();
     let body = login_form(ctx, &token, login, notice);
     let mut res = (status, page(ctx, ctx.lang.t("ログイン", "Log in"), &body)).into_response();
-    let secure = if ctx.web.tls { "; Secure" } else { "" };
+    let secure = if ctx.secure { "; Secure" } else { "" };
     let c = format!("{LOGIN_COOKIE}={token}; Path=/login; HttpOnly; SameSite=Strict{secure}");
     if let Ok(v) = HeaderValue::from_str(&c) {
         res.headers_mut().append(header::SET_COOKIE, v);

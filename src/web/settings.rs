@@ -70,8 +70,9 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
             ));
             return render(&ctx, &user, StatusCode::BAD_REQUEST, &n).await;
         }
-        AuthResult::TempFail(_) => {
-            return ctx.store_error(crate::store::StoreError::Invalid("auth".into()))
+        AuthResult::TempFail(e) => {
+            tracing::warn!(error = %e, "password change: store unavailable");
+            return ctx.unavailable();
         }
     }
     let (name, new) = (user.account.name.clone(), new.to_string());
