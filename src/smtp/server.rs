@@ -1,10 +1,296 @@
-//! Placeholder: the SMTP server is being written.
+//! The SMTP listener: the only place that waits on the network. It reads
+//! lines, feeds them to the [`Session`], answers what the session asks of
+//! the store, and streams DATA into the spool and on into the store.
 
+use super::command;
+use super::data::{self, Collector, Trace, MAX_DATA_LINE};
+use super::reply::Reply;
+use super::session::{Session, Settings, Step};
 use crate::app::App;
-use crate::config::Listener;
+use crate::auth::AuthResult;
+use crate::config::{FcrdnsMode, Listener, RelayBy, TlsMode};
+use crate::dns::{decide, Decision};
+use crate::net::{accept_loop, Conn, Line};
+use std::io;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::SystemTime;
 use tokio::net::TcpListener;
+use tracing::Instrument;
 
-pub async fn run(_app: Arc<App>, listener: Listener, _tcp: TcpListener) {
-    tracing::error!(listener = %listener.name, "smtp is not built yet");
+struct Ctx {
+    app: Arc<App>,
+    listener: Listener,
+    settings: Settings,
+    spool_dir: PathBuf,
+}
+
+pub fn settings(app: &App, l: &Listener) -> Settings {
+    Settings {
+        hostname: app.config.hostname.clone(),
+        local_domains: app.config.local_domains.clone(),
+        max_message_size: app.config.max_message_size,
+        max_recipients: app.config.limits.max_recipients,
+        max_bad_commands: app.config.limits.max_bad_commands,
+        starttls: l.tls_mode() == TlsMode::Starttls,
+        plaintext_auth: l.plaintext_auth,
+        relay_by_auth: l.relay_by.contains(&RelayBy::Auth),
+        relay_by_grant: l.relay_by.contains(&RelayBy::PopBeforeSmtp),
+        require_auth: l.require_auth,
+    }
+}
+
+pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
+    let spool_dir = app.config.data_dir().join("spool");
+    if let Err(e) = std::fs::create_dir_all(&spool_dir) {
+        tracing::error!(listener = %listener.name, error = %e, "cannot create the spool directory");
+        return;
+    }
+    let ctx = Arc::new(Ctx {
+        settings: settings(&app, &listener),
+        app: app.clone(),
+        listener,
+        spool_dir,
+    });
+    static SESSIONS: AtomicU64 = AtomicU64::new(1);
+    accept_loop(
+        tcp,
+        app.config.limits.max_connections,
+        move |stream, peer| {
+            let ctx = ctx.clone();
+            let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
+            async move {
+                let mut conn = Conn::new(stream, peer);
+                if let Err(e) = serve(&ctx, &mut conn).await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                conn.shutdown().await;
+            }
+            .instrument(span)
+        },
+    )
+    .await;
+}
+
+/// Wraps every wait on the client in the idle timeout (RFC 5321 4.5.3.2.7).
+async fn timed<T>(ctx: &Ctx, f: impl std::future::Future<Output = io::Result<T>>) -> io::Result<T> {
+    tokio::time::timeout(ctx.app.config.limits.smtp_idle_timeout, f)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "idle timeout")))
+}
+
+async fn send(ctx: &Ctx, conn: &mut Conn, r: &Reply) -> io::Result<()> {
+    timed(ctx, conn.write_all(r.to_wire().as_bytes())).await
+}
+
+async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
+    let implicit = ctx.listener.tls_mode() == TlsMode::Implicit;
+    if implicit {
+        timed(ctx, conn.start_tls(&ctx.app.tls)).await?;
+    }
+    let ip = conn.peer.ip().to_canonical();
+    if let Some(refusal) = fcrdns(ctx, ip).await {
+        return send(ctx, conn, &refusal).await;
+    }
+    let mut session = Session::new(ctx.settings.clone(), ip, implicit);
+    send(ctx, conn, &session.greeting()).await?;
+    loop {
+        // RFC 2920 3.2: replies to a pipelined group go out together.
+        if !conn.has_buffered_input() {
+            timed(ctx, conn.flush()).await?;
+        }
+        let line = match tokio::time::timeout(
+            ctx.app.config.limits.smtp_idle_timeout,
+            conn.read_line(ctx.app.config.limits.max_line_length),
+        )
+        .await
+        {
+            Err(_) => {
+                let r = Reply::new(
+                    421,
+                    format!("4.4.2 {} Error: timeout exceeded", ctx.settings.hostname),
+                );
+                return send(ctx, conn, &r).await;
+            }
+            Ok(line) => line?,
+        };
+        let mut step = match line {
+            Line::Eof => return Ok(()),
+            Line::TooLong => session.too_long(),
+            Line::Complete { bytes, .. } if session.in_auth() => session.auth_line(&bytes),
+            Line::Complete { bytes, .. } => session.handle(command::parse(&bytes)),
+        };
+        loop {
+            step = match step {
+                Step::Reply(r) => {
+                    timed(ctx, conn.write_buffered(r.to_wire().as_bytes())).await?;
+                    break;
+                }
+                Step::Close(r) => return send(ctx, conn, &r).await,
+                Step::StartTls(r) => {
+                    send(ctx, conn, &r).await?;
+                    timed(ctx, conn.start_tls(&ctx.app.tls)).await?;
+                    session.tls_started();
+                    break;
+                }
+                Step::Verify { login, credential } => {
+                    let auth = &ctx.app.auth;
+                    let result = auth
+                        .verify_async(login.clone(), credential, crate::auth::Purpose::Smtp)
+                        .await;
+                    match &result {
+                        AuthResult::Ok(a) => {
+                            auth.failures.succeeded(ip);
+                            tracing::info!(user = %a.name, "authenticated");
+                        }
+                        AuthResult::Failed => {
+                            let delay = auth.failures.failed(ip);
+                            tracing::info!(login = %super::reply::echo(login.as_bytes()), "authentication failed");
+                            tokio::time::sleep(delay).await;
+                        }
+                        AuthResult::TempFail(e) => {
+                            tracing::warn!(error = %e, "authentication unavailable")
+                        }
+                    }
+                    session.auth_done(result)
+                }
+                Step::Lookup { address } => session.lookup_done(lookup(ctx, address).await),
+                Step::CheckGrant => {
+                    let r = ctx
+                        .app
+                        .store
+                        .run(move |s| s.grants.active(ip, SystemTime::now()))
+                        .await;
+                    session.grant_checked(
+                        r.map(|g| g.is_some())
+                            .map_err(|e| tracing::warn!(error = %e, "grant lookup failed")),
+                    )
+                }
+                Step::Data { reply, tx } => {
+                    send(ctx, conn, &reply).await?;
+                    let r = receive(ctx, conn, &session, tx).await?;
+                    Step::Reply(r)
+                }
+            }
+        }
+    }
+}
+
+/// SEED-8 on SMTP listeners that ask for it (off by default).
+async fn fcrdns(ctx: &Ctx, ip: std::net::IpAddr) -> Option<Reply> {
+    let mode = ctx.listener.fcrdns_mode();
+    if mode == FcrdnsMode::Off {
+        return None;
+    }
+    let report = ctx.app.dns.fcrdns(ip).await;
+    match decide(&report, mode, ctx.listener.on_dns_error) {
+        Decision::Allow => None,
+        Decision::Refuse => Some(Reply::new(
+            554,
+            format!(
+                "5.7.1 {} See {}",
+                report.reason(),
+                ctx.app.config.dns_check_url()
+            ),
+        )),
+        Decision::TempFail => Some(Reply::new(
+            421,
+            "4.4.3 DNS lookup of your address failed, try again later",
+        )),
+    }
+}
+
+/// A local recipient's account: by full address, else by login name (all
+/// local domains share one name space, as Postfix's mydestination does).
+async fn lookup(ctx: &Ctx, address: String) -> Result<Option<crate::store::Account>, ()> {
+    ctx.app
+        .store
+        .run(move |s| {
+            if let Some(a) = s.accounts.find(&address)? {
+                return Ok(Some(a));
+            }
+            let local = address
+                .rsplit_once('@')
+                .map_or(address.as_str(), |(l, _)| l);
+            Ok(s.accounts
+                .find(local)?
+                .filter(|a| a.name.eq_ignore_ascii_case(local)))
+        })
+        .await
+        .map_err(|e| tracing::warn!(error = %e, "recipient lookup failed"))
+}
+
+/// Reads the message after 354 and stores it; the reply after the dot.
+async fn receive(
+    ctx: &Ctx,
+    conn: &mut Conn,
+    session: &Session,
+    tx: super::session::Transaction,
+) -> io::Result<Reply> {
+    let cfg = &ctx.app.config;
+    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size);
+    loop {
+        match timed(ctx, conn.read_line(MAX_DATA_LINE)).await? {
+            // A client that goes away mid-message gets nothing acknowledged.
+            Line::Eof => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA")),
+            Line::TooLong => c.line_too_long(),
+            Line::Complete { bytes, bare_lf } => {
+                if c.is_end(&bytes, bare_lf) {
+                    break;
+                }
+                c.line(&bytes, bare_lf);
+            }
+        }
+    }
+    let (mut spool, size) = match c.finish(cfg.limits.max_received_headers) {
+        Ok(s) => s,
+        Err(r) => {
+            tracing::info!(reply = %r.summary(), "message refused");
+            return Ok(r);
+        }
+    };
+    let received = data::received_header(
+        &Trace {
+            helo: session.helo().unwrap_or(""),
+            peer: conn.peer.ip(),
+            hostname: &cfg.hostname,
+            protocol: session.protocol(),
+            tls: conn.tls_info(),
+            user: session.user(),
+            recipient: (tx.accepted.len() == 1).then(|| tx.accepted[0].as_str()),
+        },
+        chrono::Utc::now(),
+    );
+    let max = cfg.max_message_size;
+    let (tx, result) = {
+        let result = ctx
+            .app
+            .store
+            .run(move |s| {
+                let r = data::store_message(s, &tx, &received, &mut spool, max);
+                Ok((tx, r))
+            })
+            .await;
+        match result {
+            Ok((tx, r)) => (Some(tx), r),
+            Err(e) => (None, Err(e)),
+        }
+    };
+    let reply = data::outcome_reply(&result);
+    match (&result, &tx) {
+        (Ok(queued), Some(tx)) => {
+            tracing::info!(
+                from = %tx.sender, local = tx.local.len(), remote = tx.remote.len(),
+                size, queued = queued.as_deref().unwrap_or("-"), "message accepted"
+            );
+            if queued.is_some() {
+                ctx.app.queue_wakeup.notify_one();
+            }
+        }
+        (Err(e), _) => tracing::warn!(error = %e, reply = %reply.summary(), "message not stored"),
+        _ => {}
+    }
+    Ok(reply)
 }

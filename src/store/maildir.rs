@@ -171,25 +171,28 @@ impl MailStore for Maildirs {
             .collect::<Result<Vec<_>>>()?;
         let base = self.unique_name();
         let tmp = dirs[0].join("tmp").join(&base);
-        let written = (|| -> Result<u64> {
+        let written = (|| -> Result<(File, u64)> {
             let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             let mut w = BufWriter::with_capacity(64 * 1024, file);
             w.write_all(prefix)?;
             let n = copy_crlf(body, &mut w, max_size.saturating_sub(prefix.len() as u64))?;
             let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            Ok(prefix.len() as u64 + n)
+            Ok((file, prefix.len() as u64 + n))
         })();
-        let size = match written {
-            Ok(n) => n,
+        let (file, size) = match written {
+            Ok(w) => w,
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
                 return Err(e);
             }
         };
         let name = format!("{base},S={size},W={size}");
-        // Hard links give every mailbox the same durable file; a link appears
-        // whole or not at all, so no reader sees a partial message.
+        // Hard links give every mailbox the same file; a link appears whole
+        // or not at all, so no reader sees a partial message. The links are
+        // made before the fsyncs: journaling filesystems (ext4, XFS) then
+        // commit the data and the new entries together, and the directory
+        // fsync that follows finds little left to do. Nothing is
+        // acknowledged before both fsyncs return.
         let mut linked: Vec<PathBuf> = Vec::new();
         let result = (|| -> Result<()> {
             for dir in &dirs {
@@ -197,13 +200,15 @@ impl MailStore for Maildirs {
                 fs::hard_link(&tmp, &target)?;
                 linked.push(target);
             }
+            let _ = fs::remove_file(&tmp);
+            file.sync_all()?;
             for dir in &dirs {
                 sync_dir(&dir.join("new"))?;
             }
             Ok(())
         })();
-        let _ = fs::remove_file(&tmp);
         if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
             // All or nothing: the client will retry the whole message.
             for l in &linked {
                 let _ = fs::remove_file(l);

@@ -1,0 +1,129 @@
+//! SMTP replies (RFC 5321 4.2) with enhanced status codes (RFC 3463). Every
+//! reply a client can see is built here, so the texts the seed FAQ quotes
+//! live in one place.
+
+use std::fmt::Write;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub code: u16,
+    /// Each line's text (the enhanced code is part of it).
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    pub fn new(code: u16, text: impl Into<String>) -> Reply {
+        Reply {
+            code,
+            lines: vec![text.into()],
+        }
+    }
+
+    pub fn multi(code: u16, lines: Vec<String>) -> Reply {
+        Reply { code, lines }
+    }
+
+    pub fn is_positive(&self) -> bool {
+        self.code < 400
+    }
+
+    /// Wire form: `250-first\r\n250 last\r\n`.
+    pub fn to_wire(&self) -> String {
+        let mut out = String::new();
+        let n = self.lines.len();
+        for (i, l) in self.lines.iter().enumerate() {
+            let sep = if i + 1 == n { ' ' } else { '-' };
+            let _ = write!(out, "{}{}{}\r\n", self.code, sep, l);
+        }
+        if n == 0 {
+            let _ = write!(out, "{}\r\n", self.code);
+        }
+        out
+    }
+
+    /// One line for logs.
+    pub fn summary(&self) -> String {
+        format!("{} {}", self.code, self.lines.last().map_or("", |s| s))
+    }
+}
+
+/// An address as the client sent it, safe to echo: replies stay ASCII
+/// (SEED-13), so every octet outside printable ASCII becomes `?`; long
+/// input is cut.
+pub fn echo(raw: &[u8]) -> String {
+    const MAX: usize = 256;
+    let mut s: String = raw
+        .iter()
+        .take(MAX)
+        .map(|&b| {
+            if (0x20..0x7f).contains(&b) {
+                b as char
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if raw.len() > MAX {
+        s.push_str("...");
+    }
+    s
+}
+
+pub fn ok(enhanced: &str) -> Reply {
+    Reply::new(250, format!("{enhanced} Ok"))
+}
+
+pub fn bad_sequence(text: &str) -> Reply {
+    Reply::new(503, format!("5.5.1 {text}"))
+}
+
+pub fn syntax(text: &str) -> Reply {
+    Reply::new(501, format!("5.5.4 {text}"))
+}
+
+/// SEED-2, and SEED-14 for a recipient with a comma in its domain.
+pub fn user_unknown(addr: &str) -> Reply {
+    Reply::new(550, format!("5.1.1 <{addr}> User unknown"))
+}
+
+/// SEED-12.
+pub fn relay_rejected(addr: &str) -> Reply {
+    Reply::new(553, format!("5.7.1 <{addr}> Relay operation rejected"))
+}
+
+/// SEED-13: 5.1.7 for the sender, 5.1.3 for a recipient.
+pub fn control_chars(enhanced: &str, addr: &str) -> Reply {
+    Reply::new(
+        553,
+        format!("{enhanced} <{addr}> Address contained invalid control characters"),
+    )
+}
+
+/// SEED-14 (sender).
+pub fn illegal_comma(addr: &str) -> Reply {
+    Reply::new(
+        553,
+        format!("5.1.7 <{addr}> Illegal comma in host name part"),
+    )
+}
+
+pub fn temp_failure() -> Reply {
+    Reply::new(451, "4.3.0 Temporary failure, please try again later")
+}
+
+pub fn too_big() -> Reply {
+    Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_and_echo() {
+        let r = Reply::multi(250, vec!["a".into(), "b".into()]);
+        assert_eq!(r.to_wire(), "250-a\r\n250 b\r\n");
+        assert_eq!(echo("test@be.to・".as_bytes()), "test@be.to???");
+        assert_eq!(echo(b"a\x00\r\nb"), "a???b");
+    }
+}

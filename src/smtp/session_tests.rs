@@ -1,0 +1,388 @@
+use super::*;
+use crate::smtp::command::parse;
+use std::time::SystemTime;
+
+fn settings() -> Settings {
+    Settings {
+        hostname: "mail.be.test".into(),
+        local_domains: vec!["be.test".into()],
+        max_message_size: 1000,
+        max_recipients: 3,
+        max_bad_commands: 5,
+        starttls: true,
+        plaintext_auth: true,
+        relay_by_auth: true,
+        relay_by_grant: false,
+        require_auth: false,
+    }
+}
+
+fn account(name: &str, id: i64) -> Account {
+    Account {
+        id,
+        name: name.into(),
+        address: format!("{name}@be.test"),
+        password_hash: String::new(),
+        smtp_password_hash: None,
+        secret: None,
+        disabled: false,
+        admin: false,
+        created: SystemTime::now(),
+    }
+}
+
+/// Drives a session, answering lookups from `users` and grants with `granted`.
+struct Driver {
+    s: Session,
+    granted: bool,
+}
+
+impl Driver {
+    fn new(settings: Settings) -> Driver {
+        Driver {
+            s: Session::new(settings, "127.0.0.2".parse().unwrap(), false),
+            granted: false,
+        }
+    }
+
+    fn step(&mut self, step: Step) -> Reply {
+        match step {
+            Step::Reply(r) | Step::Close(r) | Step::StartTls(r) => r,
+            Step::Data { reply, .. } => reply,
+            Step::Lookup { address } => {
+                let found = ["btm0001@be.test", "btm0002@be.test", "postmaster@be.test"]
+                    .iter()
+                    .position(|a| a.eq_ignore_ascii_case(&address))
+                    .map(|i| account(address.split('@').next().unwrap(), i as i64));
+                let step = self.s.lookup_done(Ok(found));
+                self.step(step)
+            }
+            Step::CheckGrant => {
+                let step = self.s.grant_checked(Ok(self.granted));
+                self.step(step)
+            }
+            Step::Verify { login, credential } => {
+                let ok = matches!(&credential, Credential::Password(p) if p == "pw")
+                    && (login == "btm0001" || login == "btm0001@be.test");
+                let step = self.s.auth_done(if ok {
+                    AuthResult::Ok(account("btm0001", 0))
+                } else {
+                    AuthResult::Failed
+                });
+                self.step(step)
+            }
+        }
+    }
+
+    fn cmd(&mut self, line: &str) -> String {
+        self.cmd_bytes(line.as_bytes())
+    }
+
+    fn cmd_bytes(&mut self, line: &[u8]) -> String {
+        let step = if self.s.in_auth() {
+            self.s.auth_line(line)
+        } else {
+            self.s.handle(parse(line))
+        };
+        let r = self.step(step);
+        format!("{} {}", r.code, r.lines.last().unwrap())
+    }
+}
+
+#[test]
+fn seed_replies_exactly() {
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 10,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    assert_eq!(
+        d.cmd("MAIL FROM:<test@be,to>"),
+        "553 5.1.7 <test@be,to> Illegal comma in host name part"
+    );
+    assert_eq!(
+        d.cmd_bytes("MAIL FROM:<test@be.to・>".as_bytes()),
+        "553 5.1.7 <test@be.to???> Address contained invalid control characters"
+    );
+    assert_eq!(
+        d.cmd_bytes(b"MAIL FROM:<test@be.to\x81\x45>"),
+        "553 5.1.7 <test@be.to?E> Address contained invalid control characters"
+    );
+    assert_eq!(d.cmd("MAIL FROM:<someone@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(
+        d.cmd("RCPT TO:<test@be,to>"),
+        "550 5.1.1 <test@be,to> User unknown"
+    );
+    assert_eq!(
+        d.cmd_bytes("RCPT TO:<test@be.to・>".as_bytes()),
+        "553 5.1.3 <test@be.to???> Address contained invalid control characters"
+    );
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    d.cmd("MAIL FROM:<someone@remote.test>");
+    assert_eq!(
+        d.cmd("RCPT TO:<nobody@be.test>"),
+        "550 5.1.1 <nobody@be.test> User unknown"
+    );
+    assert_eq!(
+        d.cmd("RCPT TO:<test@be.to>"),
+        "553 5.7.1 <test@be.to> Relay operation rejected"
+    );
+    assert_eq!(d.cmd("RCPT TO:<BTM0001@Be.Test>"), "250 2.1.5 Ok");
+    assert_eq!(d.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+}
+
+#[test]
+fn relay_tricks_refused_without_auth() {
+    for trick in [
+        "u%remote.test@be.test",
+        "remote.test!u@be.test",
+        "\"u@remote.test\"@be.test",
+        "\"btm0001%remote.test\"@be.test",
+        "u@[127.0.0.1]",
+        "@be.test:u@remote.test",
+        "u@remote.test",
+        "u@REMOTE.test",
+    ] {
+        let mut d = Driver::new(settings());
+        d.cmd("EHLO c.test");
+        d.cmd("MAIL FROM:<a@remote.test>");
+        assert_eq!(
+            d.cmd(&format!("RCPT TO:<{trick}>")),
+            format!("553 5.7.1 <{trick}> Relay operation rejected")
+        );
+    }
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    d.cmd("MAIL FROM:<a@remote.test>");
+    assert_eq!(
+        d.cmd("RCPT TO:<u@be.test.>"),
+        "501 5.1.3 <u@be.test.> Bad recipient address syntax"
+    );
+}
+
+#[test]
+fn auth_then_relay_and_null_sender() {
+    let mut d = Driver::new(settings());
+    let ehlo = d.s.handle(parse(b"EHLO c.test"));
+    let Step::Reply(r) = ehlo else { panic!() };
+    assert!(r.lines.contains(&"AUTH PLAIN LOGIN CRAM-MD5".to_string()));
+    assert!(r.lines.contains(&"AUTH=PLAIN LOGIN CRAM-MD5".to_string()));
+    assert!(r.lines.contains(&"SIZE 1000".to_string()));
+    assert_eq!(
+        d.cmd("AUTH PLAIN AGJ0bTAwMDEAd3Jvbmc="),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert_eq!(d.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    assert_eq!(d.cmd("YnRtMDAwMUBiZS50ZXN0"), "334 UGFzc3dvcmQ6");
+    assert_eq!(d.cmd("cHc="), "235 2.7.0 Authentication successful");
+    assert_eq!(d.s.protocol(), "ESMTPA");
+    assert_eq!(
+        d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc="),
+        "503 5.5.1 Error: already authenticated"
+    );
+    assert_eq!(d.cmd("MAIL FROM:<>"), "250 2.1.0 Ok");
+    assert_eq!(d.cmd("RCPT TO:<u@remote.test>"), "250 2.1.5 Ok");
+    assert_eq!(
+        d.cmd("RCPT TO:<u%x.test@be.test>"),
+        "553 5.7.1 <u%x.test@be.test> Relay operation rejected"
+    );
+    let Step::Data { tx, .. } = d.s.handle(parse(b"DATA")) else {
+        panic!()
+    };
+    assert_eq!(tx.sender, "");
+    assert_eq!(tx.remote, vec!["u@remote.test".to_string()]);
+}
+
+#[test]
+fn auth_plain_and_cram_exchanges() {
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    assert_eq!(d.cmd("AUTH PLAIN"), "334 ");
+    assert_eq!(
+        d.cmd("AGJ0bTAwMDEAcHc="),
+        "235 2.7.0 Authentication successful"
+    );
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    let c = d.cmd("AUTH CRAM-MD5");
+    let challenge =
+        String::from_utf8(B64.decode(c.strip_prefix("334 ").unwrap()).unwrap()).unwrap();
+    assert!(
+        challenge.starts_with('<') && challenge.ends_with("@mail.be.test>"),
+        "{challenge}"
+    );
+    let Step::Verify {
+        login,
+        credential: Credential::CramMd5 {
+            challenge: c2,
+            digest,
+        },
+    } = d.s.auth_line(B64.encode("btm0001 0123abcd").as_bytes())
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (login.as_str(), digest.as_str(), c2),
+        ("btm0001", "0123abcd", challenge)
+    );
+    assert_eq!(
+        d.cmd("AUTH X-UNKNOWN"),
+        "504 5.5.4 Unrecognized authentication type"
+    );
+    assert_eq!(d.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    assert_eq!(d.cmd("*"), "501 5.0.0 Authentication cancelled");
+    assert_eq!(d.cmd("AUTH PLAIN"), "334 ");
+    assert_eq!(d.cmd("!!notbase64"), "501 5.5.2 Cannot decode response");
+}
+
+#[test]
+fn auth_needs_tls_unless_plaintext_allowed() {
+    let mut d = Driver::new(Settings {
+        plaintext_auth: false,
+        ..settings()
+    });
+    let Step::Reply(r) = d.s.handle(parse(b"EHLO c.test")) else {
+        panic!()
+    };
+    assert!(!r.lines.iter().any(|l| l.starts_with("AUTH")));
+    assert!(r.lines.contains(&"STARTTLS".to_string()));
+    assert!(d
+        .cmd("AUTH PLAIN AGJ0bTAwMDEAcHc=")
+        .starts_with("538 5.7.11"));
+    assert!(matches!(d.s.handle(parse(b"STARTTLS")), Step::StartTls(_)));
+    d.s.tls_started();
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@b.test>"),
+        "503 5.5.1 Error: send HELO/EHLO first"
+    );
+    let Step::Reply(r) = d.s.handle(parse(b"EHLO c.test")) else {
+        panic!()
+    };
+    assert!(!r.lines.contains(&"STARTTLS".to_string()));
+    assert!(r.lines.contains(&"AUTH=PLAIN LOGIN CRAM-MD5".to_string()));
+    assert_eq!(
+        d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc="),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(d.s.protocol(), "ESMTPSA");
+    assert_eq!(d.cmd("STARTTLS"), "503 5.5.1 TLS already active");
+}
+
+#[test]
+fn mx_role_and_require_auth() {
+    let mx = Settings {
+        relay_by_auth: false,
+        ..settings()
+    };
+    let mut d = Driver::new(mx);
+    let Step::Reply(r) = d.s.handle(parse(b"EHLO c.test")) else {
+        panic!()
+    };
+    assert!(!r.lines.iter().any(|l| l.starts_with("AUTH")));
+    assert_eq!(
+        d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc="),
+        "502 5.5.1 AUTH not available on this service"
+    );
+    d.cmd("MAIL FROM:<a@remote.test>");
+    assert_eq!(d.cmd("RCPT TO:<btm0002@be.test>"), "250 2.1.5 Ok");
+    assert_eq!(
+        d.cmd("RCPT TO:<x@remote.test>"),
+        "553 5.7.1 <x@remote.test> Relay operation rejected"
+    );
+
+    let mut d = Driver::new(Settings {
+        require_auth: true,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@remote.test>"),
+        "530 5.7.0 Authentication required"
+    );
+    d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc=");
+    assert_eq!(d.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+}
+
+#[test]
+fn pop_before_smtp_grant() {
+    let pbs = Settings {
+        relay_by_auth: false,
+        relay_by_grant: true,
+        ..settings()
+    };
+    let mut d = Driver::new(pbs.clone());
+    d.cmd("EHLO c.test");
+    d.cmd("MAIL FROM:<a@remote.test>");
+    assert_eq!(
+        d.cmd("RCPT TO:<x@remote.test>"),
+        "553 5.7.1 <x@remote.test> Relay operation rejected"
+    );
+    assert_eq!(d.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    d.granted = true;
+    assert_eq!(d.cmd("RCPT TO:<x@remote.test>"), "250 2.1.5 Ok");
+}
+
+#[test]
+fn sequence_limits_and_bad_input() {
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 10,
+        ..settings()
+    });
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@b.test>"),
+        "503 5.5.1 Error: send HELO/EHLO first"
+    );
+    d.cmd("HELO c.test");
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0001@be.test>"),
+        "503 5.5.1 Error: need MAIL command"
+    );
+    assert_eq!(d.cmd("DATA"), "503 5.5.1 Error: need MAIL command");
+    d.cmd("MAIL FROM:<a@b.test> SIZE=1001");
+    assert_eq!(d.cmd("MAIL FROM:<a@b.test> SIZE=999"), "250 2.1.0 Ok");
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@b.test>"),
+        "503 5.5.1 Error: nested MAIL command"
+    );
+    assert_eq!(d.cmd("DATA"), "554 5.5.1 Error: no valid recipients");
+    for _ in 0..3 {
+        assert_eq!(d.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    }
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0002@be.test>"),
+        "452 4.5.3 Error: too many recipients"
+    );
+    assert_eq!(d.cmd("RSET"), "250 2.0.0 Ok");
+    assert_eq!(
+        d.cmd("VRFY btm0001"),
+        "252 2.0.0 Cannot VRFY user, but will accept message and attempt delivery"
+    );
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0001@be.test>"),
+        "503 5.5.1 Error: need MAIL command"
+    );
+    let mut d = Driver::new(settings());
+    for _ in 0..4 {
+        assert!(d.cmd("GARBAGE").starts_with("500 5.5.2"));
+    }
+    assert!(matches!(d.s.handle(parse(b"GARBAGE")), Step::Close(r) if r.code == 421));
+}
+
+#[test]
+fn duplicate_recipients_deliver_once() {
+    let mut d = Driver::new(Settings {
+        max_recipients: 10,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    d.cmd("MAIL FROM:<a@b.test>");
+    d.cmd("RCPT TO:<btm0001@be.test>");
+    d.cmd("RCPT TO:<BTM0001@be.test>");
+    d.cmd("RCPT TO:<postmaster>");
+    let Step::Data { tx, .. } = d.s.handle(parse(b"DATA")) else {
+        panic!()
+    };
+    assert_eq!(tx.local.len(), 2);
+    assert_eq!(tx.accepted.len(), 3);
+}

@@ -1,0 +1,211 @@
+//! Bad input on the SMTP listeners: bare LF and smuggling attempts, long
+//! lines, oversize messages, NUL octets, recipient floods, pipelined
+//! garbage, silent clients and plaintext pipelined after STARTTLS. Each gets
+//! a clear reply and never takes the server down.
+
+mod common;
+mod smtp_util;
+use common::*;
+use smtp_util::*;
+
+fn start_data(c: &mut Client) {
+    assert_eq!(c.cmd("MAIL FROM:<x@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(c.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+}
+
+fn mailbox(s: &TestServer) -> Vec<Vec<u8>> {
+    pop_messages(s.addr("pop"), "btm0001", "pass1")
+        .into_iter()
+        .map(|m| {
+            // Drop our Return-Path and Received lines.
+            let text = String::from_utf8_lossy(&m).to_string();
+            let at = text.find("\r\nSubject:").expect("subject") + 2;
+            m[at..].to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn bare_lf_is_a_line_end_but_never_ends_data() {
+    let s = server("");
+    let mut c = ehlo(s.addr("mx"));
+    start_data(&mut c);
+    // Smuggling attempts: <LF>.<LF>, <LF>.<CRLF> and <CRLF>.<LF> end nothing.
+    c.send("Subject: one\nline\n.\nMAIL FROM:<evil@remote.test>\r\n.\nRCPT TO:<btm0002@be.test>\n.\r\nDATA\r\n");
+    let r = c.cmd(".");
+    assert!(r.starts_with("250 2.0.0 Ok"), "{r}");
+    assert_eq!(
+        c.cmd("RCPT TO:<btm0001@be.test>"),
+        "503 5.5.1 Error: need MAIL command"
+    );
+    let got = mailbox(&s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        String::from_utf8_lossy(&got[0]),
+        "Subject: one\r\nline\r\n\r\nMAIL FROM:<evil@remote.test>\r\n\r\nRCPT TO:<btm0002@be.test>\r\n\r\nDATA\r\n"
+    );
+    assert!(pop_messages(s.addr("pop"), "btm0002", "pass2").is_empty());
+}
+
+#[test]
+fn long_lines_size_and_nul() {
+    let s = server("max_message_size = 20000\n");
+    let mut c = ehlo(s.addr("mx"));
+    // Lines over RFC 5321's 1000 octets are kept whole.
+    start_data(&mut c);
+    let long = "y".repeat(5000);
+    assert!(c
+        .cmd(&format!("Subject: long\r\n\r\n{long}\r\n."))
+        .starts_with("250 "));
+    // SIZE declared too big: refused at MAIL.
+    assert_eq!(
+        c.cmd("MAIL FROM:<x@remote.test> SIZE=20001"),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    // Not declared: read to the end, then refused.
+    start_data(&mut c);
+    let line = "z".repeat(998);
+    let mut big = String::from("Subject: big\r\n\r\n");
+    for _ in 0..30 {
+        big += &line;
+        big += "\r\n";
+    }
+    assert_eq!(
+        c.cmd(&format!("{big}.")),
+        "552 5.3.4 Message size exceeds fixed maximum message size"
+    );
+    // A line longer than the DATA line limit.
+    start_data(&mut c);
+    c.send(&format!(
+        "Subject: huge line\r\n\r\n{}\r\n",
+        "w".repeat(70_000)
+    ));
+    assert!(c
+        .cmd(".")
+        .starts_with("554 5.6.0 Message contains a line longer than"));
+    start_data(&mut c);
+    c.send_bytes(b"Subject: nul\r\n\r\na\0b\r\n");
+    assert_eq!(c.cmd("."), "554 5.6.0 Message contains NUL characters");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok");
+    let got = mailbox(&s);
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        got[0],
+        format!("Subject: long\r\n\r\n{long}\r\n").into_bytes()
+    );
+}
+
+#[test]
+fn ten_thousand_recipients() {
+    let s = server("");
+    let mut c = ehlo(s.addr("mx"));
+    assert_eq!(c.cmd("MAIL FROM:<x@remote.test>"), "250 2.1.0 Ok");
+    let rcpts = "RCPT TO:<btm0001@be.test>\r\n".repeat(10_000);
+    let mut writer = c.stream.try_clone().unwrap();
+    let t = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(rcpts.as_bytes()).unwrap();
+    });
+    let mut ok = 0;
+    let mut full = 0;
+    for _ in 0..10_000 {
+        match c.line().as_str() {
+            "250 2.1.5 Ok" => ok += 1,
+            "452 4.5.3 Error: too many recipients" => full += 1,
+            other => panic!("unexpected {other}"),
+        }
+    }
+    t.join().unwrap();
+    assert_eq!((ok, full), (1000, 9000));
+    assert_eq!(c.cmd("DATA"), "354 End data with <CR><LF>.<CR><LF>");
+    assert!(c.cmd("Subject: many\r\n\r\nx\r\n.").starts_with("250 "));
+    // Every recipient was the same mailbox: one copy.
+    assert_eq!(mailbox(&s).len(), 1);
+}
+
+#[test]
+fn pipelined_garbage_and_overlong_commands_close_the_session() {
+    let s = server("");
+    let mut c = Client::connect(s.addr("mx"));
+    c.line();
+    let mut junk = Vec::new();
+    junk.extend_from_slice(&vec![b'A'; 10_000]);
+    junk.extend_from_slice(b"\r\n\x00\x01\x02\xff\r\n");
+    for i in 0..50 {
+        junk.extend_from_slice(format!("GARBAGE {i}\r\n").as_bytes());
+    }
+    c.send_bytes(&junk);
+    assert_eq!(c.line(), "500 5.5.2 Error: line too long");
+    assert_eq!(c.line(), "500 5.5.2 Error: command not recognized");
+    for _ in 0..7 {
+        assert_eq!(c.line(), "500 5.5.2 Error: command not recognized");
+    }
+    assert_eq!(c.line(), "421 4.7.0 mail.be.test Error: too many errors");
+    assert!(c.closed());
+    // Others are still served.
+    let mut c = ehlo(s.addr("mx"));
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok");
+}
+
+#[test]
+fn silent_client_times_out() {
+    let s = server("[limits]\nsmtp_idle_timeout = \"1s\"\n");
+    let mut c = Client::connect(s.addr("mx"));
+    assert!(c.line().starts_with("220 "));
+    let t = std::time::Instant::now();
+    assert_eq!(c.line(), "421 4.4.2 mail.be.test Error: timeout exceeded");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5));
+    assert!(c.closed());
+    // Also in the middle of DATA: nothing is delivered.
+    let mut c = ehlo(s.addr("mx"));
+    start_data(&mut c);
+    c.send("Subject: cut\r\n\r\npartial");
+    assert!(c.closed());
+    assert!(mailbox(&s).is_empty());
+}
+
+#[test]
+fn plaintext_pipelined_after_starttls_is_discarded() {
+    let s = server("");
+    let a = s.addr("mx");
+    let out = python(
+        r#"
+import socket, ssl, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+f = s.makefile("rb")
+def reply():
+    lines = []
+    while True:
+        l = f.readline().decode().rstrip("\r\n"); lines.append(l)
+        if l[3:4] != "-": return lines
+reply()
+s.sendall(b"EHLO client.test\r\n"); reply()
+s.sendall(b"STARTTLS\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<btm0001@be.test>\r\n")
+print(reply()[-1])
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+t = ctx.wrap_socket(s, server_hostname="mail.be.test")
+tf = t.makefile("rb")
+def treply():
+    lines = []
+    while True:
+        l = tf.readline().decode().rstrip("\r\n"); lines.append(l)
+        if l[3:4] != "-": return lines
+t.sendall(b"EHLO client.test\r\n"); e = treply()
+print("starttls offered again" if "250-STARTTLS" in e else "no starttls")
+t.sendall(b"RCPT TO:<btm0001@be.test>\r\n"); print(treply()[-1])
+t.sendall(b"QUIT\r\n"); print(treply()[-1])
+"#,
+        &[&a.ip().to_string(), &a.port().to_string()],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "220 2.0.0 Ready to start TLS",
+            "no starttls",
+            "503 5.5.1 Error: need MAIL command",
+            "221 2.0.0 Bye"
+        ]
+    );
+}
