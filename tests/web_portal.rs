@@ -68,7 +68,7 @@ fn faq_has_every_seed_entry_and_exact_replies() {
         for reply in [
             "550 5.1.1 &lt;test@be,test&gt; User unknown",
             "553 5.7.1 &lt;test@example.com&gt; Relay operation rejected",
-            "553 5.1.7 &lt;test@be.test?&gt; Address contained invalid control characters",
+            "553 5.1.7 &lt;test@be.test???&gt; Address contained invalid control characters",
             "553 5.1.7 &lt;test@be,test&gt; Illegal comma in host name part",
             "-ERR [AUTH] Password supplied for &quot;btm0001&quot; is incorrect",
             "-ERR [IN-USE] btm0001 lock busy! Is another session active?",

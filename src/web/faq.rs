@@ -15,7 +15,9 @@ struct Entry {
     answer: String,
 }
 
-/// The names customers put in their mail program, from the config.
+/// The names customers put in their mail program, from the config. Host
+/// and domain are HTML-escaped (validated host names: escaping changes
+/// nothing); `check` is raw because it only appears inside [`reply`].
 struct Names {
     host: String,
     domain: String,
@@ -31,7 +33,7 @@ fn names(cfg: &Config) -> Names {
         host: esc(&cfg.hostname),
         comma: esc(&domain.replacen('.', ",", 1)),
         domain: esc(&domain),
-        check: esc(&cfg.dns_check_url()),
+        check: cfg.dns_check_url(),
         pbs_minutes: cfg.relay.pop_before_smtp_seconds.div_ceil(60),
         pop_no_grant: cfg
             .listeners
@@ -40,6 +42,22 @@ fn names(cfg: &Config) -> Names {
             .map(|l| esc(&l.name))
             .collect(),
     }
+}
+
+/// The POP3 server's SEED-8 refusal for a typical mismatching host.
+fn refusal_example(check: &str) -> String {
+    let ip: std::net::IpAddr = [198, 51, 100, 7].into();
+    let name = "dyn-7.isp.example".to_string();
+    let report = crate::dns::FcrdnsReport {
+        ip,
+        ptr: vec![name.clone()],
+        forward: [(name, vec![[198, 51, 100, 99].into()])].into(),
+        verdict: crate::dns::Verdict::Mismatch,
+    };
+    format!(
+        "-ERR [SYS/PERM] Connection refused: {}. Check your host at {check}",
+        report.reason()
+    )
 }
 
 fn reply(text: &str) -> String {
@@ -66,8 +84,8 @@ fn entries(l: Lang, cfg: &Config) -> Vec<Entry> {
           if ja { "<p>「localhost」はお客様のコンピュータ自身のことです。ウィルス対策ソフトのメール検査機能が、メールソフトとサーバーの間に入って中継していると、このように表示されます。ウィルス対策ソフトの応答が遅いとタイムアウトになります。</p><p>メールソフトのタイムアウト時間を延ばすか、ウィルス対策ソフトのメール検査機能を外してメールソフトの設定を元に戻してください。詳しくはウィルス対策ソフトのサポートにお問い合わせください。</p>".into() }
           else { "<p>'localhost' is your own computer. An anti-virus program that scans mail sits between your mail program and our server; when it answers slowly, the mail program times out.</p><p>Give the mail program a longer timeout, or switch off the mail scanning and restore your mail program's server settings. The anti-virus vendor's support can help with its settings.</p>".into() }),
         e("Q2", l.t("設定を変えていないのに受信できなくなった(正引きと逆引きが一致しない)。", "I changed nothing and can no longer receive mail (forward and reverse DNS do not match)."),
-          if ja { format!("<p>betomailのPOPサーバーは、接続してきたホストのDNSの正引きと逆引きが一致しない場合、接続を拒否します。対象は次のホストです。</p><ul><li>逆引きが登録されていて、その名前の正引きが同じIPアドレスにならないホスト</li><li>逆引きが登録されていて、その名前の正引きがないホスト</li></ul><p>逆引きがまったくないホストは拒否しません。拒否されたときの応答は次のような形です(IPアドレス、逆引きの名前、理由、チェックページのアドレスが入ります)。</p>{}<p>ご利用の接続プロバイダのサポートへ、<strong>「DNSの正引きと逆引きが一致していないので、修正してほしい。」</strong>とお伝えください。ご自分の回線は <a href=\"/dns-check\">DNSチェック</a> で確認できます。プロキシサーバーをお使いの場合などは、結果が実際と異なることがあります。</p>", reply(&format!("-ERR [SYS/PERM] ... (198.51.100.7, ptr.example.net) ... {check}"))) }
-          else { format!("<p>betomail's POP servers refuse a host whose forward and reverse DNS do not match:</p><ul><li>a host with a reverse (PTR) name that does not resolve back to its IP address</li><li>a host with a reverse name that has no forward (A/AAAA) record</li></ul><p>A host with no reverse name at all is not refused. The refusal looks like this (it names the IP address, the reverse name, the reason and the address of the check page):</p>{}<p>Ask your Internet provider's support: <strong>\"The forward and reverse DNS of my IP address do not match; please fix them.\"</strong> Check your own connection on the <a href=\"/dns-check\">DNS check</a> page. Behind a proxy, the result may differ from what the mail program sees.</p>", reply(&format!("-ERR [SYS/PERM] ... (198.51.100.7, ptr.example.net) ... {check}"))) }),
+          if ja { format!("<p>betomailのPOPサーバーは、接続してきたホストのDNSの正引きと逆引きが一致しない場合、接続を拒否します。対象は次のホストです。</p><ul><li>逆引きが登録されていて、その名前の正引きが同じIPアドレスにならないホスト</li><li>逆引きが登録されていて、その名前の正引きがないホスト</li></ul><p>逆引きがまったくないホストは拒否しません。拒否されたときの応答は次のような形です(IPアドレス、逆引きの名前、理由、チェックページのアドレスが入ります)。</p>{}<p>ご利用の接続プロバイダのサポートへ、<strong>「DNSの正引きと逆引きが一致していないので、修正してほしい。」</strong>とお伝えください。ご自分の回線は <a href=\"/dns-check\">DNSチェック</a> で確認できます。プロキシサーバーをお使いの場合などは、結果が実際と異なることがあります。</p>", reply(&refusal_example(check))) }
+          else { format!("<p>betomail's POP servers refuse a host whose forward and reverse DNS do not match:</p><ul><li>a host with a reverse (PTR) name that does not resolve back to its IP address</li><li>a host with a reverse name that has no forward (A/AAAA) record</li></ul><p>A host with no reverse name at all is not refused. The refusal looks like this (it names the IP address, the reverse name, the reason and the address of the check page):</p>{}<p>Ask your Internet provider's support: <strong>\"The forward and reverse DNS of my IP address do not match; please fix them.\"</strong> Check your own connection on the <a href=\"/dns-check\">DNS check</a> page. Behind a proxy, the result may differ from what the mail program sees.</p>", reply(&refusal_example(check))) }),
         e("Q3", l.t("POP、SMTPサーバーの名前とポートを知りたい。", "What are the POP and SMTP server names and ports?"),
           if ja { format!("<p>サーバー名は <code>{host}</code> です。用途ごとのポートと暗号化の設定は、ログイン後の <a href=\"/settings\">設定の確認</a> に表示されます。IPアドレスは運用上変わることがあるので、メールソフトにはサーバー名を設定してください。</p>") }
           else { format!("<p>The server name is <code>{host}</code>. The port and encryption of each service are listed on <a href=\"/settings\">My settings</a> after you log in. Addresses may change; set the name, not an IP address, in your mail program.</p>") }),
@@ -87,8 +105,8 @@ fn entries(l: Lang, cfg: &Config) -> Vec<Entry> {
           if ja { format!("{}<p>送信の許可がないため、外部のアドレスへ送れません。SMTP AUTHのサーバーを使う場合は、メールソフトの「送信サーバーは認証が必要」の設定とユーザー名・パスワードを確認してください。POP before SMTPのサーバーを使う場合は、送信の前に受信してください(受信から約{mins}分以内に送信)。{}</p><p><a href=\"#Q4\">送信方式の違い</a></p>", reply("553 5.7.1 <test@example.com> Relay operation rejected"), if no_grant.is_empty() { String::new() } else { format!("受信サーバー {no_grant} での受信ではPOP before SMTPは有効になりませんので、SMTP AUTHをお使いください。") }) }
           else { format!("{}<p>You are not allowed to send to outside addresses yet. With the SMTP AUTH server, check that \"my outgoing server requires authentication\" is on and the user name and password are right. With the POP-before-SMTP server, check mail first and send within about {mins} minutes.{}</p><p><a href=\"#Q4\">SMTP AUTH or POP-before-SMTP</a></p>", reply("553 5.7.1 <test@example.com> Relay operation rejected"), if no_grant.is_empty() { String::new() } else { format!(" Receiving on {no_grant} does not open POP-before-SMTP; use SMTP AUTH.") }) }),
         e("S4", "553 Address contained invalid control characters",
-          if ja { format!("{}<p>ご自分のメールアドレス(差出人)に使えない文字(制御文字や全角文字、例えば末尾の「・」)が入っています。メールソフトの「全般」のメールアドレスの設定を確認してください。宛先に入っている場合は <code>553 5.1.3</code> になります。応答では使えない文字は「?」で表示されます。</p>", reply(&format!("553 5.1.7 <test@{domain}?> Address contained invalid control characters"))) }
-          else { format!("{}<p>Your own (sender) address contains characters that addresses cannot have: control characters or non-ASCII ones such as a trailing full-width dot. Check the address in your mail program's account settings. For a recipient the code is <code>553 5.1.3</code>. The reply shows such characters as '?'.</p>", reply(&format!("553 5.1.7 <test@{domain}?> Address contained invalid control characters"))) }),
+          if ja { format!("{}<p>ご自分のメールアドレス(差出人)に使えない文字(制御文字や全角文字、例えば末尾の「・」)が入っています。メールソフトの「全般」のメールアドレスの設定を確認してください。宛先に入っている場合は <code>553 5.1.3</code> になります。応答では使えない文字は「?」で表示されます(UTF-8の「・」は3バイトなので「???」)。</p>", reply(&format!("553 5.1.7 <test@{domain}???> Address contained invalid control characters"))) }
+          else { format!("{}<p>Your own (sender) address contains characters that addresses cannot have: control characters or non-ASCII ones such as a trailing full-width dot. Check the address in your mail program's account settings. For a recipient the code is <code>553 5.1.3</code>. The reply shows each such octet as '?' (a UTF-8 middle dot is three).</p>", reply(&format!("553 5.1.7 <test@{domain}???> Address contained invalid control characters"))) }),
         e("S5", "553 Illegal comma in host name part",
           if ja { format!("{}<p>ご自分のメールアドレスの@より後ろで、'.'(ドット)の代わりに','(カンマ)が入っています。メールアドレスの設定を確認してください。</p>", reply(&format!("553 5.1.7 <test@{comma}> Illegal comma in host name part"))) }
           else { format!("{}<p>Your own address has a comma where a dot belongs after the @. Check the address in your mail program.</p>", reply(&format!("553 5.1.7 <test@{comma}> Illegal comma in host name part"))) }),
@@ -164,5 +182,6 @@ mod tests {
         assert!(all.contains("553 5.7.1 &lt;test@example.com&gt; Relay operation rejected"));
         assert!(all.contains("550 5.1.1 &lt;test@be,test&gt; User unknown"));
         assert!(all.contains("-ERR [IN-USE] btm0001 lock busy! Is another session active?"));
+        assert!(all.contains("-ERR [SYS/PERM] Connection refused: the reverse DNS name of 198.51.100.7 is dyn-7.isp.example, but that name does not resolve back to 198.51.100.7 (forward and reverse DNS do not match). Check your host at http://127.0.0.1:8080/dns-check"));
     }
 }
