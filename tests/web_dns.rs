@@ -136,3 +136,17 @@ fn bad_and_ipv6_input() {
     assert_eq!(page.status, 200);
     assert!(page.body.contains("2001:db8::1"));
 }
+
+#[test]
+fn ipv6_visitor() {
+    let listeners = format!(
+        "{LISTENERS}\n[[listener]]\nname = \"web6\"\nprotocol = \"http\"\nbind = \"[::1]:0\"\n"
+    );
+    let (s, _d) = web_server_with("", &listeners, &records());
+    let mut b = Browser::new(s.addr("web6"));
+    let (status, v) = api(&mut b, "");
+    assert_eq!(status, 200);
+    assert_eq!(v["ip"], "::1");
+    let page = b.get("/dns-check?lang=en").body;
+    assert!(page.contains("<div class=\"big\">::1</div>"), "{page}");
+}
