@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests use besides cargo: a real DNS server
 # (dnsmasq), real mail clients (swaks, fetchmail, Python's poplib/smtplib)
-# and a foreign SMTP server (aiosmtpd). Safe to run again.
+# a foreign SMTP server (aiosmtpd), and a real browser (Debian's chromium with
+# Japanese fonts, driven by playwright-core from npm). Safe to run again.
 set -euo pipefail
 
-apt_pkgs=(dnsmasq-base swaks fetchmail)
+apt_pkgs=(dnsmasq-base swaks fetchmail chromium fonts-noto-cjk nodejs)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
@@ -17,3 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -c 'import aiosmtpd' 2>/dev/null || python3 -m pip install -q aiosmtpd
+
+# The browser test's driver, pinned by tests/browser/package-lock.json.
+if [ ! -d "$(dirname "$0")/../tests/browser/node_modules/playwright-core" ]; then
+  (cd "$(dirname "$0")/../tests/browser" && npm ci --no-audit --no-fund --silent)
+fi

@@ -215,6 +215,24 @@ pub fn generate_password() -> String {
         .collect()
 }
 
+/// Issues a generated separate SMTP AUTH password (SEED-3) and returns it,
+/// to be shown once (CLI and portal).
+pub fn issue_smtp_password(store: &Store, name: &str) -> Result<String, StoreError> {
+    let pw = generate_password();
+    store
+        .accounts
+        .set_smtp_password(name, Some(&hash_password(&pw)))?;
+    Ok(pw)
+}
+
+/// Replaces an account's password with a generated one and returns it, to
+/// be shown once (the operator's reset).
+pub fn reset_password(store: &Store, name: &str) -> Result<String, StoreError> {
+    let pw = generate_password();
+    store.accounts.set_password(name, &hash_password(&pw))?;
+    Ok(pw)
+}
+
 /// Login names are Maildir folder names too: a safe, short, lower-case set.
 pub fn valid_account_name(name: &str) -> bool {
     let b = name.as_bytes();
@@ -363,16 +381,17 @@ fn user(cmd: UserCmd, config: &Config) -> anyhow::Result<ExitCode> {
                 store.accounts.set_smtp_password(&a.name, None)?;
                 println!("SMTP AUTH password removed for {}", a.name);
             } else {
-                let (pw, generated) = if pw.password_stdin {
-                    (read_stdin_secret("password")?, false)
+                let generated = if pw.password_stdin {
+                    let pw = read_stdin_secret("password")?;
+                    store
+                        .accounts
+                        .set_smtp_password(&a.name, Some(&hash_password(&pw)))?;
+                    None
                 } else {
-                    (generate_password(), true)
+                    Some(issue_smtp_password(&store, &a.name)?)
                 };
-                store
-                    .accounts
-                    .set_smtp_password(&a.name, Some(&hash_password(&pw)))?;
                 println!("SMTP AUTH password set for {}", a.name);
-                if generated {
+                if let Some(pw) = generated {
                     println!("smtp password: {pw}");
                 }
             }
@@ -476,9 +495,7 @@ fn check_dns(config: &Config, ip: IpAddr, json: bool) -> anyhow::Result<ExitCode
         .iter()
         .filter(|l| l.protocol == Protocol::Pop3)
         .collect();
-    let refused = pop.iter().any(|l| {
-        crate::dns::decide(&report, l.fcrdns_mode(), l.on_dns_error) != crate::dns::Decision::Allow
-    });
+    let refused = crate::dns::refused_by_pop3(config, &report);
     if json {
         println!(
             "{}",

@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::cli::fmt_time;
 use crate::config::Config;
-use crate::store::{QueuedMessage, RecipientState};
+use crate::store::{QueuedMessage, RecipientState, Store};
 use anyhow::anyhow;
 use clap::Subcommand;
 use std::process::ExitCode;
@@ -38,7 +38,7 @@ pub enum QueueCmd {
     },
 }
 
-fn state(s: RecipientState) -> &'static str {
+pub fn state(s: RecipientState) -> &'static str {
     match s {
         RecipientState::Pending => "pending",
         RecipientState::Delivered => "delivered",
@@ -46,12 +46,28 @@ fn state(s: RecipientState) -> &'static str {
     }
 }
 
-fn sender(m: &QueuedMessage) -> &str {
+pub fn sender(m: &QueuedMessage) -> &str {
     if m.sender.is_empty() {
         "<>"
     } else {
         &m.sender
     }
+}
+
+/// Removes a queued message without delivering or bouncing it (CLI and portal).
+pub fn delete(store: &Store, id: &str) -> anyhow::Result<()> {
+    if !store.queue.remove(id)? {
+        return Err(anyhow!("no queued message {id}"));
+    }
+    Ok(())
+}
+
+/// Makes one message's pending recipients due now; returns how many.
+pub fn retry(store: &Store, id: &str) -> anyhow::Result<usize> {
+    if store.queue.get(id)?.is_none() {
+        return Err(anyhow!("no queued message {id}"));
+    }
+    Ok(store.queue.retry_now(Some(id))?)
 }
 
 pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
@@ -102,9 +118,7 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
             }
         }
         QueueCmd::Delete { id } => {
-            if !store.queue.remove(&id)? {
-                return Err(anyhow!("no queued message {id}"));
-            }
+            delete(&store, &id)?;
             println!("deleted {id}");
         }
         QueueCmd::Flush => {
@@ -142,10 +156,7 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
             }
         }
         QueueCmd::Retry { id } => {
-            if store.queue.get(&id)?.is_none() {
-                return Err(anyhow!("no queued message {id}"));
-            }
-            let n = store.queue.retry_now(Some(&id))?;
+            let n = retry(&store, &id)?;
             println!("{n} recipient(s) of {id} due now");
         }
     }

@@ -111,6 +111,16 @@ pub fn decide(report: &FcrdnsReport, mode: FcrdnsMode, on_error: OnDnsError) -> 
     }
 }
 
+/// Whether any POP3 listener of `config` would turn this client away (the
+/// `refused` of the API): a refusal or a temporary failure.
+pub fn refused_by_pop3(config: &crate::config::Config, report: &FcrdnsReport) -> bool {
+    config
+        .listeners
+        .iter()
+        .filter(|l| l.protocol == crate::config::Protocol::Pop3)
+        .any(|l| decide(report, l.fcrdns_mode(), l.on_dns_error) != Decision::Allow)
+}
+
 /// An MX target in the order to try it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MxHost {
