@@ -12,67 +12,13 @@
 //! lettre's transport sends an in-memory message and fails the whole
 //! transaction on the first refused recipient.
 
-use std::fmt;
-
 /// Longest reply line accepted (RFC 5321 4.5.3.1.5 says 512; be lenient).
 pub const MAX_REPLY_LINE: usize = 2048;
 /// Lines of one multi-line reply (EHLO lists are the longest in practice).
 const MAX_REPLY_LINES: usize = 64;
 
-/// One complete server reply (RFC 5321 4.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reply {
-    pub code: u16,
-    /// Text of each line, without the code and separator.
-    pub lines: Vec<String>,
-}
-
-impl Reply {
-    /// A reply we make up for failures that are not the server's words
-    /// (connection refused, timeout), so one type carries every outcome.
-    pub fn local(code: u16, text: impl Into<String>) -> Reply {
-        Reply {
-            code,
-            lines: vec![text.into()],
-        }
-    }
-    pub fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
-    }
-    /// 5yz: the recipient has failed for good (RFC 5321 4.2.1).
-    pub fn is_permanent(&self) -> bool {
-        self.code >= 500
-    }
-    /// The RFC 3463 status (`5.1.1`), from the text or from the code class.
-    pub fn status(&self) -> String {
-        let class = self.code / 100;
-        if let Some(first) = self.lines.first().and_then(|l| l.split(' ').next()) {
-            let parts: Vec<&str> = first.split('.').collect();
-            if parts.len() == 3
-                && parts[0] == class.to_string()
-                && parts[1..]
-                    .iter()
-                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
-            {
-                return first.to_string();
-            }
-        }
-        format!("{class}.0.0")
-    }
-}
-
-/// One line, as stored in the queue and quoted in DSNs: `550 5.1.1 text more`.
-impl fmt::Display for Reply {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.code)?;
-        for l in &self.lines {
-            if !l.is_empty() {
-                write!(f, " {l}")?;
-            }
-        }
-        Ok(())
-    }
-}
+/// One complete server reply (RFC 5321 4.2): the server's own type.
+pub use crate::smtp::reply::Reply;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProtocolError {
@@ -339,7 +285,7 @@ impl Transaction {
 
     /// Each recipient's outcome: the reply that decided it.
     pub fn outcomes(self) -> Vec<(String, Reply)> {
-        let fallback = Reply::local(451, "4.4.2 transaction not completed");
+        let fallback = Reply::new(451, "4.4.2 transaction not completed");
         let mail = self.mail_reply.clone();
         let data = self.data_reply.clone();
         self.recipients

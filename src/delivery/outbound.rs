@@ -175,7 +175,7 @@ impl Runner {
     ) -> Vec<(String, Outcome)> {
         let all = |o: Outcome| rcpts.iter().map(|a| (a.clone(), o.clone())).collect();
         if domain.is_empty() {
-            return all(Outcome::Failed(Reply::local(
+            return all(Outcome::Failed(Reply::new(
                 553,
                 "5.1.3 recipient address has no domain",
             )));
@@ -223,7 +223,7 @@ impl Runner {
                             out.push((a, None));
                         }
                         _ => {
-                            let r = Reply::local(550, format!("5.1.1 <{a}> User unknown"));
+                            let r = Reply::new(550, format!("5.1.1 <{a}> User unknown"));
                             out.push((a, Some(Outcome::Failed(r))));
                         }
                     }
@@ -234,7 +234,7 @@ impl Runner {
                     s.mail
                         .deliver(&accounts, prefix.as_bytes(), &mut body, u64::MAX)?;
                 }
-                let ok = Reply::local(250, "2.0.0 delivered to the local mailbox");
+                let ok = Reply::new(250, "2.0.0 delivered to the local mailbox");
                 Ok(out
                     .into_iter()
                     .map(|(a, o)| (a, o.unwrap_or_else(|| Outcome::Delivered(ok.clone()))))
@@ -245,7 +245,7 @@ impl Runner {
             Ok(o) => o,
             Err(e) => {
                 tracing::error!(id = %msg.id, error = %e, "local delivery from the queue");
-                let r = Reply::local(451, "4.3.0 local delivery failed");
+                let r = Reply::new(451, "4.3.0 local delivery failed");
                 all.into_iter()
                     .map(|a| (a, Outcome::Deferred(r.clone())))
                     .collect()
@@ -260,16 +260,16 @@ impl Runner {
         hosts: &[(String, u16)],
         rcpts: Vec<String>,
     ) -> Vec<(String, Outcome)> {
-        let mut last = Reply::local(451, "4.4.4 no host to deliver to");
+        let mut last = Reply::new(451, "4.4.4 no host to deliver to");
         for (host, port) in hosts {
             let ips = match self.router.addresses(&self.app, host).await {
                 Ok(ips) if ips.is_empty() => {
-                    last = Reply::local(451, format!("4.4.4 {host} has no address"));
+                    last = Reply::new(451, format!("4.4.4 {host} has no address"));
                     continue;
                 }
                 Ok(ips) => ips,
                 Err(e) => {
-                    last = Reply::local(451, format!("4.4.3 {e}"));
+                    last = Reply::new(451, format!("4.4.3 {e}"));
                     continue;
                 }
             };
@@ -350,7 +350,7 @@ impl Runner {
     ) -> Result<Vec<(String, Reply)>, SendError> {
         // RFC 1870: do not send what the server said it will not take.
         if conn.session.max_size().is_some_and(|max| msg.size > max) {
-            let r = Reply::local(
+            let r = Reply::new(
                 552,
                 "5.3.4 message is larger than the receiving server accepts",
             );

@@ -94,10 +94,7 @@ async fn route(app: &App, domain: &str) -> Route {
     if let Some(relay) = &cfg.smarthost {
         return match parse_host_port(relay) {
             Some(hp) => Route::Hosts(vec![hp]),
-            None => Route::Defer(Reply::local(
-                451,
-                "4.3.5 outbound.smarthost is not host:port",
-            )),
+            None => Route::Defer(Reply::new(451, "4.3.5 outbound.smarthost is not host:port")),
         };
     }
     let port = cfg.mx_port;
@@ -109,15 +106,15 @@ async fn route(app: &App, domain: &str) -> Route {
         Ok(MxAnswer::Hosts(_)) | Ok(MxAnswer::NoMx) => {
             Route::Hosts(vec![(domain.to_string(), port)])
         }
-        Ok(MxAnswer::NullMx) => Route::Fail(Reply::local(
+        Ok(MxAnswer::NullMx) => Route::Fail(Reply::new(
             556,
             format!("5.1.10 {domain} does not accept mail (null MX, RFC 7505)"),
         )),
-        Ok(MxAnswer::NoDomain) => Route::Fail(Reply::local(
+        Ok(MxAnswer::NoDomain) => Route::Fail(Reply::new(
             550,
             format!("5.1.2 domain {domain} does not exist"),
         )),
-        Err(e) => Route::Defer(Reply::local(451, format!("4.4.3 {e}"))),
+        Err(e) => Route::Defer(Reply::new(451, format!("4.4.3 {e}"))),
     }
 }
 

@@ -85,7 +85,7 @@ pub struct Session {
 }
 
 fn io_reply(what: &str, peer: SocketAddr, e: impl std::fmt::Display) -> Reply {
-    Reply::local(451, format!("4.4.2 {what} {peer}: {e}"))
+    Reply::new(451, format!("4.4.2 {what} {peer}: {e}"))
 }
 
 impl Session {
@@ -152,7 +152,7 @@ impl Session {
         if !s.caps.starttls {
             if tls == OutboundTls::Required {
                 s.quit().await;
-                return Err(OpenError::Plain(Reply::local(
+                return Err(OpenError::Plain(Reply::new(
                     451,
                     format!("4.7.4 TLS is required but {peer} does not offer STARTTLS"),
                 )));
@@ -295,7 +295,7 @@ impl Session {
                 }
                 Next::Body => {
                     let Some(open) = body.take() else {
-                        return Err(SendError::Late(Reply::local(451, "4.3.0 body sent twice")));
+                        return Err(SendError::Late(Reply::new(451, "4.3.0 body sent twice")));
                     };
                     if let Err(r) = self.write_body(open()).await {
                         self.broken = true;
@@ -332,7 +332,7 @@ impl Session {
         while let Some(chunk) = body.recv().await {
             let chunk = chunk.map_err(|e| {
                 tracing::error!(error = %e, "reading a queued message");
-                Reply::local(451, "4.3.0 local error reading the queued message")
+                Reply::new(451, "4.3.0 local error reading the queued message")
             })?;
             out.clear();
             stuffer.chunk(&chunk, &mut out);

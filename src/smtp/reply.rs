@@ -24,7 +24,29 @@ impl Reply {
     }
 
     pub fn is_positive(&self) -> bool {
-        self.code < 400
+        (200..400).contains(&self.code)
+    }
+
+    /// 5yz: the recipient has failed for good (RFC 5321 4.2.1).
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// The RFC 3463 status (`5.1.1`), from the text or from the code class.
+    pub fn status(&self) -> String {
+        let class = self.code / 100;
+        if let Some(first) = self.lines.first().and_then(|l| l.split(' ').next()) {
+            let parts: Vec<&str> = first.split('.').collect();
+            if parts.len() == 3
+                && parts[0] == class.to_string()
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                return first.to_string();
+            }
+        }
+        format!("{class}.0.0")
     }
 
     /// Wire form: `250-first\r\n250 last\r\n`.
@@ -44,6 +66,19 @@ impl Reply {
     /// One line for logs.
     pub fn summary(&self) -> String {
         format!("{} {}", self.code, self.lines.last().map_or("", |s| s))
+    }
+}
+
+/// One line, as stored in the queue and quoted in DSNs: `550 5.1.1 text more`.
+impl std::fmt::Display for Reply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.code)?;
+        for l in &self.lines {
+            if !l.is_empty() {
+                write!(f, " {l}")?;
+            }
+        }
+        Ok(())
     }
 }
 

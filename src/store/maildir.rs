@@ -121,6 +121,28 @@ pub(crate) fn copy_crlf(body: &mut dyn Read, out: &mut dyn Write, max: u64) -> R
     Ok(written)
 }
 
+/// Writes `prefix` + CRLF-normalized `body` to a new file at `path` and
+/// fsyncs it; on any failure the file is removed. Returns its size.
+pub(crate) fn write_synced(
+    path: &Path,
+    prefix: &[u8],
+    body: &mut dyn Read,
+    max_size: u64,
+) -> Result<u64> {
+    let written = (|| -> Result<u64> {
+        let file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        let mut w = BufWriter::with_capacity(64 * 1024, file);
+        w.write_all(prefix)?;
+        let n = copy_crlf(body, &mut w, max_size.saturating_sub(prefix.len() as u64))?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        Ok(prefix.len() as u64 + n)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    written
+}
+
 fn parse_name(name: &str) -> Option<(String, Option<u64>, SystemTime)> {
     if name.starts_with('.') {
         return None;
@@ -171,28 +193,11 @@ impl MailStore for Maildirs {
             .collect::<Result<Vec<_>>>()?;
         let base = self.unique_name();
         let tmp = dirs[0].join("tmp").join(&base);
-        let written = (|| -> Result<(File, u64)> {
-            let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            let mut w = BufWriter::with_capacity(64 * 1024, file);
-            w.write_all(prefix)?;
-            let n = copy_crlf(body, &mut w, max_size.saturating_sub(prefix.len() as u64))?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            Ok((file, prefix.len() as u64 + n))
-        })();
-        let (file, size) = match written {
-            Ok(w) => w,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let size = write_synced(&tmp, prefix, body, max_size)?;
         let name = format!("{base},S={size},W={size}");
-        // Hard links give every mailbox the same file; a link appears whole
-        // or not at all, so no reader sees a partial message. The links are
-        // made before the fsyncs: journaling filesystems (ext4, XFS) then
-        // commit the data and the new entries together, and the directory
-        // fsync that follows finds little left to do. Nothing is
-        // acknowledged before both fsyncs return.
+        // The file is durable before any mailbox shows it: a crash can then
+        // never leave a truncated message in new/. Hard links give every
+        // mailbox the same file and appear whole or not at all.
         let mut linked: Vec<PathBuf> = Vec::new();
         let result = (|| -> Result<()> {
             for dir in &dirs {
@@ -200,15 +205,13 @@ impl MailStore for Maildirs {
                 fs::hard_link(&tmp, &target)?;
                 linked.push(target);
             }
-            let _ = fs::remove_file(&tmp);
-            file.sync_all()?;
             for dir in &dirs {
                 sync_dir(&dir.join("new"))?;
             }
             Ok(())
         })();
+        let _ = fs::remove_file(&tmp);
         if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
             // All or nothing: the client will retry the whole message.
             for l in &linked {
                 let _ = fs::remove_file(l);

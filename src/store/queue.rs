@@ -5,12 +5,12 @@
 //! index rows; only then is it acknowledged. A file without index rows (a
 //! crash between the two) was never acknowledged and is removed at start-up.
 
-use super::maildir::{copy_crlf, sync_dir};
+use super::maildir::{sync_dir, write_synced};
 use super::sqlite::{from_ms, to_ms, Db};
 use super::{Result, StoreError};
 use rusqlite::{params, OptionalExtension};
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, ErrorKind, Read, Write};
+use std::fs::{self, File};
+use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -164,24 +164,12 @@ impl QueueStore for SqliteQueue {
         let id = self.new_id();
         let tmp = self.dir.join(format!("{id}.tmp"));
         let path = self.dir.join(&id);
-        let size = (|| -> Result<u64> {
-            let file = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            let mut w = BufWriter::with_capacity(64 * 1024, file);
-            w.write_all(prefix)?;
-            let n = copy_crlf(body, &mut w, max_size.saturating_sub(prefix.len() as u64))?;
-            let file = w.into_inner().map_err(|e| e.into_error())?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            sync_dir(&self.dir)?;
-            Ok(prefix.len() as u64 + n)
-        })();
-        let size = match size {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
-        };
+        let size = write_synced(&tmp, prefix, body, max_size)?;
+        if let Err(e) = fs::rename(&tmp, &path).and_then(|()| sync_dir(&self.dir)) {
+            let _ = fs::remove_file(&tmp);
+            let _ = fs::remove_file(&path);
+            return Err(e.into());
+        }
         let now = to_ms(SystemTime::now());
         let mut conn = self.db.conn();
         let committed = (|| -> rusqlite::Result<()> {
