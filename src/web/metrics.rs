@@ -2,7 +2,7 @@
 //! depth by recipient state, live POP locks, live grants, accounts.
 
 use super::session::Ctx;
-use crate::store::RecipientState;
+use crate::delivery::stats::queue_stats;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
@@ -13,34 +13,22 @@ pub async fn metrics(ctx: Ctx) -> Response {
         .app()
         .store
         .run(|s| {
-            let (mut pending, mut delivered, mut failed) = (0usize, 0usize, 0usize);
-            let queue = s.queue.list()?;
-            for r in queue.iter().flat_map(|m| &m.recipients) {
-                match r.state {
-                    RecipientState::Pending => pending += 1,
-                    RecipientState::Delivered => delivered += 1,
-                    RecipientState::Failed => failed += 1,
-                }
-            }
             let accounts = s.accounts.list()?;
-            Ok([
-                queue.len(),
-                pending,
-                delivered,
-                failed,
+            Ok((
+                queue_stats(s)?,
                 s.locks.list()?.len(),
                 s.grants.list(SystemTime::now())?.len(),
                 accounts.len(),
                 accounts.iter().filter(|a| a.disabled).count(),
-            ])
+            ))
         })
         .await;
-    let [messages, pending, delivered, failed, locks, grants, accounts, disabled] = match counts {
+    let (queue, locks, grants, accounts, disabled) = match counts {
         Ok(c) => c,
         Err(e) => return ctx.store_error(e),
     };
     let mut out = String::new();
-    let mut gauge = |name: &str, help: &str, samples: &[(&str, usize)]| {
+    let mut gauge = |name: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
         for (labels, v) in samples {
             let _ = writeln!(out, "{name}{labels} {v}");
@@ -49,33 +37,44 @@ pub async fn metrics(ctx: Ctx) -> Response {
     gauge(
         "betomail_queue_messages",
         "Messages in the outbound queue.",
-        &[("", messages)],
+        &[("", queue.messages as u64)],
+    );
+    gauge(
+        "betomail_queue_bytes",
+        "Octets of the messages in the outbound queue.",
+        &[("", queue.bytes)],
     );
     gauge(
         "betomail_queue_recipients",
         "Recipients of queued messages by state.",
         &[
-            ("{state=\"pending\"}", pending),
-            ("{state=\"delivered\"}", delivered),
-            ("{state=\"failed\"}", failed),
+            ("{state=\"pending\"}", queue.pending as u64),
+            ("{state=\"due\"}", queue.due as u64),
+            ("{state=\"delivered\"}", queue.delivered as u64),
+            ("{state=\"failed\"}", queue.failed as u64),
         ],
+    );
+    gauge(
+        "betomail_queue_oldest_age_seconds",
+        "Age of the oldest queued message (0 when the queue is empty).",
+        &[("", queue.oldest_age_seconds.unwrap_or(0))],
     );
     gauge(
         "betomail_pop_locks",
         "Live POP mailbox locks.",
-        &[("", locks)],
+        &[("", locks as u64)],
     );
     gauge(
         "betomail_relay_grants",
         "Live POP-before-SMTP grants.",
-        &[("", grants)],
+        &[("", grants as u64)],
     );
     gauge(
         "betomail_accounts",
         "Accounts by state.",
         &[
-            ("{state=\"enabled\"}", accounts - disabled),
-            ("{state=\"disabled\"}", disabled),
+            ("{state=\"enabled\"}", (accounts - disabled) as u64),
+            ("{state=\"disabled\"}", disabled as u64),
         ],
     );
     (
