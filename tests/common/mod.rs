@@ -84,6 +84,11 @@ impl TestServer {
             text += "local_domains = [\"be.test\"]\n";
         }
         text += head;
+        if !head.contains("[dns]") {
+            // Never the system resolver: tests send traffic only to loopback.
+            // Nothing listens on the discard port, so lookups fail at once.
+            text += "\n[dns]\nnameservers = [\"127.0.0.1:9\"]\ntimeout_ms = 300\n";
+        }
         text += "\n";
         text += listeners;
         let config = dir.path().join("betomail.toml");
