@@ -162,8 +162,15 @@ impl Session {
         Step::Reply(r)
     }
 
-    /// A line longer than the limit.
+    /// A line longer than the limit. Inside an AUTH exchange it ends the
+    /// exchange (RFC 4954 6), so the next line is read as a command again.
     pub fn too_long(&mut self) -> Step {
+        if self.auth.take().is_some() {
+            return self.bad(Reply::new(
+                500,
+                "5.5.6 Authentication Exchange line is too long",
+            ));
+        }
         self.bad(Reply::new(500, "5.5.2 Error: line too long"))
     }
 
