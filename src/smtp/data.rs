@@ -7,6 +7,11 @@
 //! second message. Lines longer than RFC 5321's 1000 octets are kept whole
 //! (as Postfix does) up to [`MAX_DATA_LINE`]; a longer line, a NUL octet or
 //! too many `Received:` headers refuse the message after the data is read.
+//!
+//! Memory: a message stays in memory up to 512 KiB only while the process
+//! wide [`MemoryBudget`] lasts (8 KiB per connection are always allowed);
+//! past that it goes to an unlinked spool file, written in chunks by the
+//! server on the blocking pool so a slow disk never stalls the executor.
 
 use super::reply::{self, Reply};
 use super::session::Transaction;

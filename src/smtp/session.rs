@@ -465,7 +465,11 @@ impl Session {
         let Ok(decoded) = decoded else {
             return self.bad(Reply::new(501, "5.5.2 Cannot decode response"));
         };
-        let text = String::from_utf8_lossy(&decoded).into_owned();
+        // RFC 4616 2: credentials are UTF-8. Replacing bad octets (lossy)
+        // would let different octet strings verify as the same password.
+        let Ok(text) = String::from_utf8(decoded) else {
+            return self.auth_done(AuthResult::Failed);
+        };
         match state {
             AuthExchange::Plain => {
                 // RFC 4616 2: [authzid] NUL authcid NUL passwd.

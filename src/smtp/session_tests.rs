@@ -515,6 +515,11 @@ fn auth_edge_cases() {
     // Outside an exchange it is the plain line-too-long error.
     let step = d.s.too_long();
     assert_eq!(d.step(step).lines[0], "5.5.2 Error: line too long");
+    // Octets that are not UTF-8 never reach the password check.
+    assert!(matches!(
+        d.s.handle(parse(format!("AUTH PLAIN {}", B64.encode(b"\0btm0001\0p\xffw")).as_bytes())),
+        Step::Reply(r) if r.code == 535
+    ));
     // Another user as authzid is refused like a wrong password.
     assert_eq!(
         d.cmd(&format!("AUTH PLAIN {}", B64.encode("other\0btm0001\0pw"))),
