@@ -70,9 +70,9 @@ impl MemoryBudget {
 }
 
 /// The message being received: memory first, an unlinked file once it
-/// passes [`SPILL_AT`] or the [`MemoryBudget`] is spent, so a 50 MB message
+/// passes `SPILL_AT` or the [`MemoryBudget`] is spent, so a 50 MB message
 /// never sits in memory. Memory use is `buf` (reserved from the budget
-/// beyond [`FLOOR`]); in file mode `buf` holds the chunk not yet written.
+/// beyond `FLOOR`); in file mode `buf` holds the chunk not yet written.
 pub struct Spool {
     buf: Vec<u8>,
     file: Option<Arc<File>>,
@@ -505,6 +505,17 @@ mod tests {
         assert!(big.spool.in_file());
         assert_eq!(none.used(), 0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_failed_spool_write_is_a_temporary_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = budget();
+        let mut c = Collector::new(&dir.path().join("missing"), 10 << 20, b.clone());
+        let line = vec![b'y'; 998];
+        feed(&mut c, &vec![line.as_slice(); 600]);
+        assert_eq!(c.finish(50).err().map(|r| r.code), Some(451));
+        assert_eq!(b.used(), 0);
     }
 
     #[test]
