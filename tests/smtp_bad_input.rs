@@ -265,4 +265,11 @@ fn spent_memory_budget_spools_to_files_that_never_outlive_the_message() {
     assert!(accepted[1].contains("spooled=\"file\""), "{log}");
     assert_eq!(mailbox(&s).len(), 2);
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    // A name left by a crash is gone after a restart.
+    let mut s = s;
+    std::fs::write(spool.join("spool.1.1"), "half a message").unwrap();
+    s.restart();
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_dir(&spool).unwrap().count() == 0
+    }));
 }

@@ -16,10 +16,10 @@
 use super::reply::{self, Reply};
 use super::session::Transaction;
 use crate::store::{Store, StoreError};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Longest line accepted inside a message, in octets.
@@ -86,8 +86,6 @@ impl Drop for Spool {
     }
 }
 
-static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
-
 /// A blocking write the server runs off the executor (`spawn_blocking`):
 /// the octets for the spool file, which is created first if need be.
 pub struct FileWrite {
@@ -100,28 +98,13 @@ impl FileWrite {
     pub fn run(self) -> io::Result<Arc<File>> {
         let file = match self.file {
             Some(f) => f,
-            None => Arc::new(create_unlinked(&self.dir)?),
+            // No name (O_TMPFILE) or unlinked at once: a crash or any early
+            // return leaves nothing on disk; the last close frees the blocks.
+            None => Arc::new(tempfile::tempfile_in(&self.dir)?),
         };
         (&*file).write_all(&self.data)?;
         Ok(file)
     }
-}
-
-/// The file is unlinked at once: a crash or any early return leaves
-/// nothing on disk, and the last close frees its blocks.
-fn create_unlinked(dir: &Path) -> io::Result<File> {
-    let path = dir.join(format!(
-        "spool.{}.{}",
-        std::process::id(),
-        SPOOL_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)?;
-    std::fs::remove_file(&path)?;
-    Ok(f)
 }
 
 impl Spool {

@@ -56,6 +56,7 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         tracing::error!(listener = %listener.name, error = %e, "cannot create the spool directory");
         return;
     }
+    sweep_spool(&spool_dir);
     let ctx = Arc::new(Ctx {
         settings: settings(&app, &listener),
         budget: budget(&app),
@@ -82,6 +83,24 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         },
     )
     .await;
+}
+
+/// Spool files never outlive their connection; a name left in the spool
+/// directory (a crash where the file system lacks O_TMPFILE, between create
+/// and unlink) belongs to no message. Removing the name of a file another
+/// listener has open is harmless: its spool files are meant to be nameless.
+fn sweep_spool(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let removed = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if removed > 0 {
+        tracing::info!(removed, "removed stale spool files");
+    }
 }
 
 /// Wraps every wait on the client in the idle timeout (RFC 5321 4.5.3.2.7).
