@@ -202,6 +202,10 @@ pub struct Limits {
     /// `Received:` headers above which a message is refused as a loop.
     #[serde(default = "default_max_received")]
     pub max_received_headers: usize,
+    /// Octets of SMTP DATA held in memory across all connections; past it a
+    /// new message goes straight to a spool file.
+    #[serde(default = "default_smtp_memory_spool_total")]
+    pub smtp_memory_spool_total: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -566,6 +570,9 @@ fn default_max_connections() -> usize {
 }
 fn default_max_received() -> usize {
     50
+}
+fn default_smtp_memory_spool_total() -> usize {
+    64 << 20
 }
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)

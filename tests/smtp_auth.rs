@@ -249,3 +249,19 @@ s.quit()
         "{text}"
     );
 }
+
+#[test]
+fn overlong_auth_response_ends_the_exchange() {
+    let s = server("");
+    let mut c = ehlo(s.addr("smtpa"));
+    assert_eq!(c.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    // Longer than [limits] max_line_length (4096): the exchange is over and
+    // the next line is a command, not the username.
+    assert_eq!(
+        c.cmd(&"QUFB".repeat(2000)),
+        "500 5.5.6 Authentication Exchange line is too long"
+    );
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok");
+    assert_eq!(c.cmd("AUTH PLAIN ="), "501 5.5.2 Malformed PLAIN response");
+    assert_eq!(c.cmd("NOOP"), "250 2.0.0 Ok");
+}

@@ -210,3 +210,66 @@ t.sendall(b"QUIT\r\n"); print(treply()[-1])
         ]
     );
 }
+
+/// Spool files of any process (open descriptors; unlinked ones included).
+fn open_spool_files(spool: &std::path::Path) -> usize {
+    let mut n = 0;
+    for p in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(fds) = std::fs::read_dir(p.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_link(fd.path()).is_ok_and(|l| l.starts_with(spool)) {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn spent_memory_budget_spools_to_files_that_never_outlive_the_message() {
+    let s = server("max_message_size = 200000\n[limits]\nsmtp_memory_spool_total = 0\n");
+    let spool = s.data_dir().join("spool");
+    let line = "q".repeat(998);
+    let body = |n: usize| format!("Subject: s\r\n\r\n{}", format!("{line}\r\n").repeat(n));
+    let mut c = ehlo(s.addr("mx"));
+    // Small messages need no budget; a 50 KB one goes to a file at once.
+    start_data(&mut c);
+    assert!(c.cmd(&format!("{}.", body(2))).starts_with("250 "));
+    start_data(&mut c);
+    assert!(c.cmd(&format!("{}.", body(50))).starts_with("250 "));
+    // Too big: read to the end, refused, its file gone.
+    start_data(&mut c);
+    assert!(c.cmd(&format!("{}.", body(250))).starts_with("552 "));
+    // A client that leaves mid-message: the open file is unlinked, and
+    // closed when the connection ends.
+    let mut gone = ehlo(s.addr("mx"));
+    start_data(&mut gone);
+    gone.send(&body(100));
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        open_spool_files(&spool) == 1
+    }));
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    drop(gone);
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        open_spool_files(&spool) == 0
+    }));
+    let log = s.log_text();
+    let accepted: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("message accepted"))
+        .collect();
+    assert_eq!(accepted.len(), 2, "{log}");
+    assert!(accepted[0].contains("spooled=\"memory\""), "{log}");
+    assert!(accepted[1].contains("spooled=\"file\""), "{log}");
+    assert_eq!(mailbox(&s).len(), 2);
+    assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
+    // A name left by a crash is gone after a restart.
+    let mut s = s;
+    std::fs::write(spool.join("spool.1.1"), "half a message").unwrap();
+    s.restart();
+    assert!(wait_until(std::time::Duration::from_secs(10), || {
+        std::fs::read_dir(&spool).unwrap().count() == 0
+    }));
+}

@@ -84,6 +84,8 @@ pub fn parse(line: &[u8]) -> Result<Command, Reply> {
         b"DATA" => no_args(Command::Data),
         b"RSET" => no_args(Command::Rset),
         b"NOOP" => Ok(Command::Noop),
+        // RFC 5321 4.1.1.6, 4.1.1.7: both take a string.
+        b"VRFY" | b"EXPN" if rest.is_empty() => Err(reply::syntax("Syntax: VRFY/EXPN string")),
         b"VRFY" => Ok(Command::Vrfy),
         b"EXPN" => Ok(Command::Expn),
         b"HELP" => Ok(Command::Help),
@@ -250,5 +252,7 @@ mod tests {
         assert_eq!(code(b"RCPT TO:<a@b> NOTIFY=NEVER"), 555);
         assert_eq!(code(b"DATA now"), 501);
         assert_eq!(code(b"AUTH"), 501);
+        assert_eq!(code(b"VRFY"), 501);
+        assert_eq!(code(b"EXPN "), 501);
     }
 }

@@ -7,67 +7,165 @@
 //! second message. Lines longer than RFC 5321's 1000 octets are kept whole
 //! (as Postfix does) up to [`MAX_DATA_LINE`]; a longer line, a NUL octet or
 //! too many `Received:` headers refuse the message after the data is read.
+//!
+//! Memory: a message stays in memory up to 512 KiB only while the process
+//! wide [`MemoryBudget`] lasts (8 KiB per connection are always allowed);
+//! past that it goes to an unlinked spool file, written in chunks by the
+//! server on the blocking pool so a slow disk never stalls the executor.
 
 use super::reply::{self, Reply};
 use super::session::Transaction;
 use crate::store::{Store, StoreError};
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Longest line accepted inside a message, in octets.
 pub const MAX_DATA_LINE: usize = 64 * 1024;
-/// Messages up to this size stay in memory; bigger ones go to a spool file.
+/// Messages up to this size stay in memory (budget permitting); bigger
+/// ones go to a spool file.
 const SPILL_AT: usize = 512 * 1024;
+/// A spool file is written in chunks of this size, off the async executor.
+const FILE_CHUNK: usize = 64 * 1024;
+/// Buffered without asking the budget, so a message always progresses.
+const FLOOR: usize = 8 * 1024;
+/// Budget reservations grow in steps of this size (fewer atomic updates).
+const STEP: usize = 16 * 1024;
 
-/// The message being received: memory first, an unlinked file past
-/// [`SPILL_AT`], so a 50 MB message never sits in memory.
-pub enum Spool {
-    Mem(Vec<u8>),
-    File(io::BufWriter<File>),
+/// The memory all DATA spools of the process may hold together
+/// (`[limits] smtp_memory_spool_total`): 20,000 connections must not hold
+/// 20,000 in-memory messages.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    limit: usize,
+    used: AtomicUsize,
 }
 
-static SPOOL_COUNTER: AtomicU64 = AtomicU64::new(0);
+impl MemoryBudget {
+    pub fn new(limit: usize) -> Arc<MemoryBudget> {
+        Arc::new(MemoryBudget {
+            limit,
+            used: AtomicUsize::new(0),
+        })
+    }
+
+    /// Octets currently reserved by all spools.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn try_take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+}
+
+/// The message being received: memory first, an unlinked file once it
+/// passes `SPILL_AT` or the [`MemoryBudget`] is spent, so a 50 MB message
+/// never sits in memory. Memory use is `buf` (reserved from the budget
+/// beyond `FLOOR`); in file mode `buf` holds the chunk not yet written.
+pub struct Spool {
+    buf: Vec<u8>,
+    file: Option<Arc<File>>,
+    budget: Arc<MemoryBudget>,
+    reserved: usize,
+}
+
+impl Drop for Spool {
+    fn drop(&mut self) {
+        self.budget.give_back(self.reserved);
+    }
+}
+
+/// A blocking write the server runs off the executor (`spawn_blocking`):
+/// the octets for the spool file, which is created first if need be.
+pub struct FileWrite {
+    dir: PathBuf,
+    file: Option<Arc<File>>,
+    data: Vec<u8>,
+}
+
+impl FileWrite {
+    pub fn run(self) -> io::Result<Arc<File>> {
+        let file = match self.file {
+            Some(f) => f,
+            // No name (O_TMPFILE) or unlinked at once: a crash or any early
+            // return leaves nothing on disk; the last close frees the blocks.
+            None => Arc::new(tempfile::tempfile_in(&self.dir)?),
+        };
+        (&*file).write_all(&self.data)?;
+        Ok(file)
+    }
+}
 
 impl Spool {
-    fn write(&mut self, dir: &Path, data: &[u8]) -> io::Result<()> {
-        if let Spool::Mem(buf) = self {
-            if buf.len() + data.len() <= SPILL_AT {
-                buf.extend_from_slice(data);
-                return Ok(());
-            }
-            // Spill: the file is unlinked at once, so a crash leaves nothing.
-            let path: PathBuf = dir.join(format!(
-                "spool.{}.{}",
-                std::process::id(),
-                SPOOL_COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let f = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&path)?;
-            let _ = std::fs::remove_file(&path);
-            let mut f = io::BufWriter::with_capacity(64 * 1024, f);
-            f.write_all(buf)?;
-            *self = Spool::File(f);
-        }
-        match self {
-            Spool::File(f) => f.write_all(data),
-            Spool::Mem(_) => Ok(()),
+    fn new(budget: Arc<MemoryBudget>) -> Spool {
+        Spool {
+            buf: Vec::new(),
+            file: None,
+            budget,
+            reserved: 0,
         }
     }
 
-    /// The whole message from its start (callable more than once).
+    pub fn in_file(&self) -> bool {
+        self.file.is_some()
+    }
+
+    /// Appends; true when the buffer should now go to the file.
+    fn push(&mut self, data: &[u8]) -> bool {
+        self.buf.extend_from_slice(data);
+        let len = self.buf.len();
+        let limit = if self.file.is_some() {
+            FILE_CHUNK
+        } else {
+            SPILL_AT
+        };
+        if len > limit {
+            return true;
+        }
+        let need = len.saturating_sub(FLOOR);
+        if need > self.reserved {
+            let more = (need - self.reserved).max(STEP);
+            if !self.budget.try_take(more) {
+                return true;
+            }
+            self.reserved += more;
+        }
+        false
+    }
+
+    /// The buffered octets as a blocking write; the buffer's budget is
+    /// returned (the write job owns its data now).
+    fn take_write(&mut self, dir: &Path) -> FileWrite {
+        self.budget.give_back(std::mem::take(&mut self.reserved));
+        FileWrite {
+            dir: dir.to_path_buf(),
+            file: self.file.clone(),
+            data: std::mem::take(&mut self.buf),
+        }
+    }
+
+    /// The whole message from its start (blocking; callable more than once).
     pub fn reader(&mut self) -> io::Result<Box<dyn Read + '_>> {
-        match self {
-            Spool::Mem(buf) => Ok(Box::new(&buf[..])),
-            Spool::File(w) => {
-                w.flush()?;
-                let f = w.get_mut();
+        match &self.file {
+            None => Ok(Box::new(&self.buf[..])),
+            Some(f) => {
+                let mut f: &File = f;
+                f.write_all(&self.buf)?;
+                self.buf = Vec::new();
+                self.budget.give_back(std::mem::take(&mut self.reserved));
                 f.rewind()?;
-                Ok(Box::new(io::BufReader::with_capacity(64 * 1024, f)))
+                Ok(Box::new(io::BufReader::with_capacity(FILE_CHUNK, f)))
             }
         }
     }
@@ -84,14 +182,16 @@ pub struct Collector {
     nul: bool,
     too_long: bool,
     io_error: bool,
+    /// The spool buffer must go to the file before more is read.
+    flush_due: bool,
     /// The previous line ended in a bare LF: no end marker can follow it.
     after_bare_lf: bool,
 }
 
 impl Collector {
-    pub fn new(spool_dir: &Path, max_size: u64) -> Collector {
+    pub fn new(spool_dir: &Path, max_size: u64, budget: Arc<MemoryBudget>) -> Collector {
         Collector {
-            spool: Spool::Mem(Vec::new()),
+            spool: Spool::new(budget),
             dir: spool_dir.to_path_buf(),
             max_size,
             size: 0,
@@ -100,6 +200,7 @@ impl Collector {
             nul: false,
             too_long: false,
             io_error: false,
+            flush_due: false,
             after_bare_lf: false,
         }
     }
@@ -128,13 +229,24 @@ impl Collector {
         if self.size > self.max_size || self.nul || self.io_error {
             return; // keep reading to the end, store nothing more
         }
-        let r = self
-            .spool
-            .write(&self.dir, line)
-            .and_then(|()| self.spool.write(&self.dir, b"\r\n"));
-        if let Err(e) = r {
-            tracing::error!(error = %e, "spooling a message failed");
-            self.io_error = true;
+        self.flush_due |= self.spool.push(line);
+        self.flush_due |= self.spool.push(b"\r\n");
+    }
+
+    /// The write to run (off the executor) before the next line, if any.
+    pub fn pending_write(&mut self) -> Option<FileWrite> {
+        let due = std::mem::take(&mut self.flush_due);
+        (due && !self.io_error).then(|| self.spool.take_write(&self.dir))
+    }
+
+    /// The result of a [`FileWrite`].
+    pub fn written(&mut self, r: io::Result<Arc<File>>) {
+        match r {
+            Ok(f) => self.spool.file = Some(f),
+            Err(e) => {
+                tracing::error!(error = %e, "spooling a message failed");
+                self.io_error = true;
+            }
         }
     }
 
@@ -254,12 +366,24 @@ pub fn outcome_reply(result: &Result<Option<String>, StoreError>) -> Reply {
 mod tests {
     use super::*;
 
-    fn collect(lines: &[&[u8]], max: u64) -> Result<Vec<u8>, Reply> {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Collector::new(dir.path(), max);
+    fn budget() -> Arc<MemoryBudget> {
+        MemoryBudget::new(64 << 20)
+    }
+
+    /// Feeds lines, running the file writes inline as the server would.
+    fn feed(c: &mut Collector, lines: &[&[u8]]) {
         for l in lines {
             c.line(l, false);
+            if let Some(w) = c.pending_write() {
+                c.written(w.run());
+            }
         }
+    }
+
+    fn collect(lines: &[&[u8]], max: u64) -> Result<Vec<u8>, Reply> {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collector::new(dir.path(), max, budget());
+        feed(&mut c, lines);
         let (mut spool, _) = c.finish(3)?;
         let mut out = Vec::new();
         spool.reader().unwrap().read_to_end(&mut out).unwrap();
@@ -273,7 +397,7 @@ mod tests {
             b"a\r\n.b\r\n\r\n\r\n"
         );
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Collector::new(dir.path(), 100);
+        let mut c = Collector::new(dir.path(), 100, budget());
         assert!(c.is_end(b".", false));
         assert!(!c.is_end(b".", true));
         assert!(!c.is_end(b"..", false));
@@ -306,22 +430,75 @@ mod tests {
     #[test]
     fn big_messages_spill_to_an_unlinked_file() {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Collector::new(dir.path(), 10 << 20);
+        let b = budget();
+        let mut c = Collector::new(dir.path(), 10 << 20, b.clone());
         let line = vec![b'y'; 998];
-        for _ in 0..2000 {
-            c.line(&line, false);
-        }
+        feed(&mut c, &vec![line.as_slice(); 2000]);
+        // In file mode only the unwritten chunk is held.
+        assert!(c.spool.buf.len() <= FILE_CHUNK + 1000);
+        assert!(b.used() <= FILE_CHUNK);
         let (mut spool, size) = c.finish(50).unwrap();
-        assert!(matches!(spool, Spool::File(_)));
+        assert!(spool.in_file());
         assert_eq!(size, 2000 * 1000);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         let mut n = 0;
         for _ in 0..2 {
             let mut out = Vec::new();
             spool.reader().unwrap().read_to_end(&mut out).unwrap();
+            assert!(out.chunks(1000).all(|l| l.ends_with(b"\r\n")));
             n = out.len();
         }
         assert_eq!(n, 2_000_000);
+        drop(spool);
+        assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn the_memory_budget_is_shared_and_returned() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = MemoryBudget::new(300 * 1024);
+        let line = vec![b'z'; 998];
+        let lines = vec![line.as_slice(); 200]; // 200 KB: under SPILL_AT
+        let mut first = Collector::new(dir.path(), 1 << 20, b.clone());
+        feed(&mut first, &lines);
+        assert!(!first.spool.in_file());
+        assert!(b.used() >= 190 * 1024);
+        // The budget cannot hold a second one: it goes to a file at once.
+        let mut second = Collector::new(dir.path(), 1 << 20, b.clone());
+        feed(&mut second, &lines);
+        assert!(second.spool.in_file());
+        let (mut s2, _) = second.finish(50).unwrap();
+        let mut out = Vec::new();
+        s2.reader().unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(out.len(), 200 * 1000);
+        // A refused message and a finished one give their share back.
+        drop(first);
+        drop(s2);
+        assert_eq!(b.used(), 0);
+        let mut third = Collector::new(dir.path(), 1 << 20, b.clone());
+        feed(&mut third, &lines);
+        assert!(!third.spool.in_file());
+        // Small messages never need the budget.
+        let none = MemoryBudget::new(0);
+        let mut small = Collector::new(dir.path(), 1 << 20, none.clone());
+        feed(&mut small, &[b"hello"]);
+        assert!(!small.spool.in_file());
+        let mut big = Collector::new(dir.path(), 1 << 20, none.clone());
+        feed(&mut big, &vec![line.as_slice(); 20]);
+        assert!(big.spool.in_file());
+        assert_eq!(none.used(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_failed_spool_write_is_a_temporary_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = budget();
+        let mut c = Collector::new(&dir.path().join("missing"), 10 << 20, b.clone());
+        let line = vec![b'y'; 998];
+        feed(&mut c, &vec![line.as_slice(); 600]);
+        assert_eq!(c.finish(50).err().map(|r| r.code), Some(451));
+        assert_eq!(b.used(), 0);
     }
 
     #[test]

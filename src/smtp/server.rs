@@ -3,7 +3,7 @@
 //! the store, and streams DATA into the spool and on into the store.
 
 use super::command;
-use super::data::{self, Collector, Trace, MAX_DATA_LINE};
+use super::data::{self, Collector, MemoryBudget, Trace, MAX_DATA_LINE};
 use super::reply::Reply;
 use super::session::{Session, Settings, Step, Transaction};
 use crate::app::App;
@@ -14,7 +14,7 @@ use crate::net::{accept_loop, Conn, Line};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -24,6 +24,15 @@ struct Ctx {
     listener: Listener,
     settings: Settings,
     spool_dir: PathBuf,
+    budget: Arc<MemoryBudget>,
+}
+
+/// One DATA memory budget for the whole process, shared by all listeners.
+fn budget(app: &App) -> Arc<MemoryBudget> {
+    static BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
+    BUDGET
+        .get_or_init(|| MemoryBudget::new(app.config.limits.smtp_memory_spool_total))
+        .clone()
 }
 
 pub fn settings(app: &App, l: &Listener) -> Settings {
@@ -47,8 +56,10 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         tracing::error!(listener = %listener.name, error = %e, "cannot create the spool directory");
         return;
     }
+    sweep_spool(&spool_dir);
     let ctx = Arc::new(Ctx {
         settings: settings(&app, &listener),
+        budget: budget(&app),
         app: app.clone(),
         listener,
         spool_dir,
@@ -72,6 +83,24 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         },
     )
     .await;
+}
+
+/// Spool files never outlive their connection; a name left in the spool
+/// directory (a crash where the file system lacks O_TMPFILE, between create
+/// and unlink) belongs to no message. Removing the name of a file another
+/// listener has open is harmless: its spool files are meant to be nameless.
+fn sweep_spool(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let removed = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count();
+    if removed > 0 {
+        tracing::info!(removed, "removed stale spool files");
+    }
 }
 
 /// Wraps every wait on the client in the idle timeout (RFC 5321 4.5.3.2.7).
@@ -223,7 +252,7 @@ async fn receive(
     tx: Transaction,
 ) -> io::Result<Step> {
     let cfg = &ctx.app.config;
-    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size);
+    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size, ctx.budget.clone());
     loop {
         let line =
             tokio::time::timeout(cfg.limits.smtp_idle_timeout, conn.read_line(MAX_DATA_LINE)).await;
@@ -240,6 +269,12 @@ async fn receive(
                         break;
                     }
                     c.line(&bytes, bare_lf);
+                    if let Some(w) = c.pending_write() {
+                        let r = tokio::task::spawn_blocking(move || w.run())
+                            .await
+                            .unwrap_or_else(|e| Err(io::Error::other(e)));
+                        c.written(r);
+                    }
                 }
             },
         }
@@ -264,6 +299,7 @@ async fn receive(
         chrono::Utc::now(),
     );
     let (from, local, remote) = (tx.sender.clone(), tx.local.len(), tx.remote.len());
+    let spooled = if spool.in_file() { "file" } else { "memory" };
     let max = cfg.max_message_size;
     let result = ctx
         .app
@@ -273,7 +309,7 @@ async fn receive(
     let reply = data::outcome_reply(&result);
     match &result {
         Ok(queued) => {
-            tracing::info!(%from, local, remote, size, queued = queued.as_deref().unwrap_or("-"), "message accepted");
+            tracing::info!(%from, local, remote, size, queued = queued.as_deref().unwrap_or("-"), spooled, "message accepted");
             if queued.is_some() {
                 ctx.app.queue_wakeup.notify_one();
             }

@@ -162,8 +162,15 @@ impl Session {
         Step::Reply(r)
     }
 
-    /// A line longer than the limit.
+    /// A line longer than the limit. Inside an AUTH exchange it ends the
+    /// exchange (RFC 4954 6), so the next line is read as a command again.
     pub fn too_long(&mut self) -> Step {
+        if self.auth.take().is_some() {
+            return self.bad(Reply::new(
+                500,
+                "5.5.6 Authentication Exchange line is too long",
+            ));
+        }
         self.bad(Reply::new(500, "5.5.2 Error: line too long"))
     }
 
@@ -458,7 +465,11 @@ impl Session {
         let Ok(decoded) = decoded else {
             return self.bad(Reply::new(501, "5.5.2 Cannot decode response"));
         };
-        let text = String::from_utf8_lossy(&decoded).into_owned();
+        // RFC 4616 2: credentials are UTF-8. Replacing bad octets (lossy)
+        // would let different octet strings verify as the same password.
+        let Ok(text) = String::from_utf8(decoded) else {
+            return self.auth_done(AuthResult::Failed);
+        };
         match state {
             AuthExchange::Plain => {
                 // RFC 4616 2: [authzid] NUL authcid NUL passwd.

@@ -477,3 +477,104 @@ fn random_input_never_panics() {
         }
     }
 }
+
+#[test]
+fn auth_edge_cases() {
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 50,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    // RFC 4954 4: "=" is an empty initial response, which PLAIN cannot use.
+    assert_eq!(d.cmd("AUTH PLAIN ="), "501 5.5.2 Malformed PLAIN response");
+    assert!(!d.s.in_auth());
+    // "*" cancels, as a response or as the initial response.
+    assert_eq!(d.cmd("AUTH PLAIN"), "334 ");
+    assert_eq!(d.cmd("*"), "501 5.0.0 Authentication cancelled");
+    assert_eq!(d.cmd("AUTH LOGIN *"), "501 5.0.0 Authentication cancelled");
+    assert!(!d.s.in_auth());
+    // Bad base64 anywhere in the exchange ends it.
+    assert_eq!(
+        d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc"),
+        "501 5.5.2 Cannot decode response"
+    );
+    assert_eq!(d.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    assert_eq!(d.cmd("YnRtMDAwMQ=="), "334 UGFzc3dvcmQ6");
+    assert_eq!(d.cmd("cHc= x"), "501 5.5.2 Cannot decode response");
+    assert_eq!(d.cmd("NOOP"), "250 2.0.0 Ok");
+    // An overlong response line ends the exchange (RFC 4954 6): the next
+    // line is a command again, not a password.
+    assert_eq!(d.cmd("AUTH LOGIN"), "334 VXNlcm5hbWU6");
+    let step = d.s.too_long();
+    assert_eq!(
+        d.step(step).lines[0],
+        "5.5.6 Authentication Exchange line is too long"
+    );
+    assert!(!d.s.in_auth());
+    assert_eq!(d.cmd("NOOP"), "250 2.0.0 Ok");
+    // Outside an exchange it is the plain line-too-long error.
+    let step = d.s.too_long();
+    assert_eq!(d.step(step).lines[0], "5.5.2 Error: line too long");
+    // Octets that are not UTF-8 never reach the password check.
+    assert!(matches!(
+        d.s.handle(parse(format!("AUTH PLAIN {}", B64.encode(b"\0btm0001\0p\xffw")).as_bytes())),
+        Step::Reply(r) if r.code == 535
+    ));
+    // Another user as authzid is refused like a wrong password.
+    assert_eq!(
+        d.cmd(&format!("AUTH PLAIN {}", B64.encode("other\0btm0001\0pw"))),
+        "535 5.7.8 Authentication credentials invalid"
+    );
+    assert_eq!(
+        d.cmd(&format!(
+            "AUTH PLAIN {}",
+            B64.encode("btm0001\0btm0001\0pw")
+        )),
+        "235 2.7.0 Authentication successful"
+    );
+    assert_eq!(
+        d.cmd("AUTH PLAIN"),
+        "503 5.5.1 Error: already authenticated"
+    );
+    // EHLO and RSET keep the authentication, end the transaction.
+    d.cmd("MAIL FROM:<a@b.test>");
+    assert_eq!(
+        d.cmd("AUTH LOGIN"),
+        "503 5.5.1 Error: already authenticated"
+    );
+    d.cmd("EHLO c.test");
+    assert_eq!(
+        d.cmd("RCPT TO:<u@remote.test>"),
+        "503 5.5.1 Error: need MAIL command"
+    );
+    assert_eq!(d.cmd("MAIL FROM:<a@b.test>"), "250 2.1.0 Ok");
+    assert_eq!(d.cmd("RCPT TO:<u@remote.test>"), "250 2.1.5 Ok");
+}
+
+#[test]
+fn after_a_refused_data_the_transaction_goes_on_or_ends() {
+    let mut d = Driver::new(Settings {
+        max_bad_commands: 20,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    d.cmd("MAIL FROM:<a@b.test>");
+    assert_eq!(
+        d.cmd("RCPT TO:<nobody@be.test>"),
+        "550 5.1.1 <nobody@be.test> User unknown"
+    );
+    // No recipient yet: the transaction stays open for more RCPTs.
+    assert_eq!(d.cmd("DATA"), "554 5.5.1 Error: no valid recipients");
+    assert_eq!(d.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    let Step::Data { tx, .. } = d.s.handle(parse(b"DATA")) else {
+        panic!()
+    };
+    assert_eq!(tx.accepted, vec!["btm0001@be.test".to_string()]);
+    // After the data, accepted or not, the transaction is over.
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0001@be.test>"),
+        "503 5.5.1 Error: need MAIL command"
+    );
+    assert_eq!(d.cmd("DATA"), "503 5.5.1 Error: need MAIL command");
+    assert_eq!(d.cmd("VRFY"), "501 5.5.4 Syntax: VRFY/EXPN string");
+}
