@@ -1,6 +1,7 @@
 //! Getting accepted mail to where it goes: local mailboxes (`local`) and
 //! remote hosts through the queue (`outbound`, with `route`, `transport`
-//! over the sans-IO `client`, `pool`, and `dsn` for bounces).
+//! over the sans-IO `client`, `pool`, and `settle` + `dsn` for outcomes
+//! and bounces).
 
 pub mod client;
 pub mod dsn;
@@ -9,5 +10,6 @@ pub mod outbound;
 pub mod pool;
 pub mod queue_cli;
 pub mod route;
+pub mod settle;
 pub mod stats;
 pub mod transport;
