@@ -1,8 +1,9 @@
 //! Getting accepted mail to where it goes: local mailboxes (`local`) and
 //! remote hosts through the queue (`outbound`, with `route`, `transport`
-//! over the sans-IO `client`, `pool`, and `settle` + `dsn` for outcomes
+//! over the sans-IO `client` sending a `body`, `pool`, and `settle` + `dsn` for outcomes
 //! and bounces).
 
+pub mod body;
 pub mod client;
 pub mod dsn;
 pub mod local;

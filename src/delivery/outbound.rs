@@ -21,11 +21,12 @@
 //! A route leading back to one of our own SMTP listeners fails with 5.4.6
 //! instead of connecting (see `route::Myself`).
 
+use super::body::Body;
 use super::client::Reply;
 use super::pool::{Pool, Slot};
 use super::route::{loop_reply, Hop, Myself, Route, Router};
 use super::settle::{self, has_pending, Outcome};
-use super::transport::{stream_body, SendError, Session};
+use super::transport::{SendError, Session};
 use crate::app::App;
 use crate::store::{QueuedMessage, QueuedRecipient, RecipientState, StoreError};
 use std::collections::{BTreeMap, HashSet};
@@ -408,7 +409,7 @@ impl Runner {
         let store = self.app.store.clone();
         let id = msg.id.clone();
         let body =
-            move || stream_body(move || store.queue.open(&id).map_err(std::io::Error::other));
+            move || Body::stream(move || store.queue.open(&id).map_err(std::io::Error::other));
         let result = conn
             .session
             .send(&msg.sender, rcpts.to_vec(), msg.size, body)
