@@ -342,12 +342,12 @@ fn an_mx_named_like_us_ends_the_route_there() {
     );
     assert!(!d[0].contains("b@backup.test"), "{}", d[0]);
     // The better MX of backup.test is down: retried, not bounced.
-    let out = s.cli(&["queue", "show", &id], b"");
-    let show = String::from_utf8_lossy(&out.stdout);
-    let line = show.lines().find(|l| l.contains("b@backup.test")).unwrap();
-    assert!(
-        line.contains("pending") && line.contains("127.0.0.35"),
-        "{show}"
-    );
+    let retried = wait_until(Duration::from_secs(5), || {
+        let out = s.cli(&["queue", "show", &id], b"");
+        let show = String::from_utf8_lossy(&out.stdout).to_string();
+        show.lines()
+            .any(|l| l.contains("b@backup.test\tpending") && l.contains("127.0.0.35"))
+    });
+    assert!(retried, "log:\n{}", s.log_text());
     assert!(us.messages().is_empty() && worse.messages().is_empty());
 }
