@@ -159,9 +159,10 @@ impl Runner {
         }
     }
 
-    /// One attempt at every due recipient of one message. The message is
-    /// read after it was claimed: the scan only saw its id, and another
-    /// worker may have recorded results since.
+    /// One attempt at every due recipient of one message (or, when its file
+    /// is gone, the end of it). The message is read after it was claimed:
+    /// the scan only saw its id, and another worker may have recorded
+    /// results since.
     async fn process(&self, id: &str) {
         let id2 = id.to_string();
         let loaded = self
