@@ -22,8 +22,12 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         app.config.hostname,
         app.config.data_dir().display()
     );
+    let mut own_smtp = Vec::new();
     for (l, tcp) in bound {
         let addr = tcp.local_addr()?;
+        if l.protocol == Protocol::Smtp {
+            own_smtp.push(addr);
+        }
         println!(
             "  {:<8} {:<5} {:<22} tls={}",
             l.name,
@@ -40,7 +44,7 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     println!("add an account: betomail user add NAME   (then read mail with any POP3 client)");
     tokio::spawn(purge_grants(app.clone()));
-    tokio::spawn(crate::delivery::outbound::run(app.clone()));
+    tokio::spawn(crate::delivery::outbound::run(app.clone(), own_smtp));
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())

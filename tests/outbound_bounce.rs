@@ -24,7 +24,8 @@ fn sender(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
     s
 }
 
-fn inject(s: &TestServer, from: &str, to: &[&str]) {
+/// Queues a message (as `queue inject`); returns its queue id.
+fn inject(s: &TestServer, from: &str, to: &[&str]) -> String {
     let mut args = vec!["queue", "inject", "--from", from, "--to"];
     args.extend_from_slice(to);
     let out = s.cli(
@@ -32,6 +33,8 @@ fn inject(s: &TestServer, from: &str, to: &[&str]) {
         b"From: btm0001@be.test\nSubject: my report\n\nbody\n",
     );
     assert!(out.status.success(), "inject: {out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    text.trim().strip_prefix("queued as ").unwrap().to_string()
 }
 
 fn queue_empty(s: &TestServer) -> bool {
@@ -230,4 +233,121 @@ fn a_message_over_the_remote_size_limit_is_not_sent_and_bounces() {
     let d = dsns(&s);
     assert!(d[0].contains("Status: 5.3.4\r\n"), "{}", d[0]);
     assert!(sink.messages().is_empty());
+}
+
+#[test]
+fn a_message_whose_file_vanished_bounces_at_once_without_headers() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=far.test,mx.far.test,10",
+            "host-record=mx.far.test,127.0.0.28",
+        ],
+        &[],
+    );
+    let sink = SmtpSink::start("127.0.0.28", port, &[]);
+    let mut s = sender(&dns, port, "");
+    s.kill();
+    let id = inject(&s, "btm0001@be.test", &["a@far.test", "b@far.test"]);
+    std::fs::remove_file(s.data_dir().join("queue").join(&id)).unwrap();
+    s.restart();
+    // The default queue lifetime is 5 days: only failing at once ends it.
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+    let d = dsns(&s);
+    assert_eq!(d.len(), 1, "one DSN: {d:?}");
+    for rcpt in ["a@far.test", "b@far.test"] {
+        let want = format!("Final-Recipient: rfc822; {rcpt}\r\nAction: failed\r\nStatus: 5.3.0\r\nDiagnostic-Code: smtp; 554 5.3.0 queued message file is missing\r\n");
+        assert!(d[0].contains(&want), "missing {want:?} in\n{}", d[0]);
+    }
+    assert!(!d[0].contains("text/rfc822-headers"), "{}", d[0]);
+    assert!(
+        d[0].contains("could not be read, so its headers\r\nare not included"),
+        "{}",
+        d[0]
+    );
+    assert!(sink.messages().is_empty(), "nothing was sent");
+    let log = s.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("ERROR") && l.contains("queued message file is missing")),
+        "{log}"
+    );
+    let dir = s.data_dir();
+    assert!(!log.contains(dir.to_str().unwrap()), "no paths in the log");
+}
+
+#[test]
+fn mail_routed_to_our_own_mx_listener_bounces_as_a_loop() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=loop.test,mx.loop.test,10",
+            "host-record=mx.loop.test,127.0.0.1",
+        ],
+        &[],
+    );
+    let listeners =
+        format!("[[listener]]\nname = \"mx\"\nprotocol = \"smtp\"\nbind = \"127.0.0.1:{port}\"\nrelay_by = []\n");
+    let s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\n",
+            dns.config(1000)
+        ),
+        &listeners,
+    );
+    s.add_user("btm0001", "pw");
+    inject(&s, "btm0001@be.test", &["a@loop.test"]);
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    let d = dsns(&s);
+    // Connecting would have got our own relay refusal (5.7.1) instead.
+    assert!(
+        d[0].contains("Final-Recipient: rfc822; a@loop.test\r\nAction: failed\r\nStatus: 5.4.6\r\nDiagnostic-Code: smtp; 554 5.4.6 mail for loop.test loops back to myself\r\n"),
+        "{}",
+        d[0]
+    );
+    assert!(s.log_text().contains("route to ourselves"));
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+#[test]
+fn an_mx_named_like_us_ends_the_route_there() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            // We are the best MX of named.test: its worse MX must not be used.
+            "mx-host=named.test,mail.be.test,10",
+            "mx-host=named.test,mx2.named.test,20",
+            // We are the backup MX of backup.test: only its better MX counts.
+            "mx-host=backup.test,mx1.backup.test,10",
+            "mx-host=backup.test,mail.be.test,20",
+            "host-record=mail.be.test,127.0.0.29",
+            "host-record=mx2.named.test,127.0.0.30",
+            "host-record=mx1.backup.test,127.0.0.35",
+        ],
+        &[],
+    );
+    let us = SmtpSink::start("127.0.0.29", port, &[]);
+    let worse = SmtpSink::start("127.0.0.30", port, &[]);
+    let s = sender(&dns, port, "");
+    let id = inject(&s, "btm0001@be.test", &["a@named.test", "b@backup.test"]);
+    assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
+    let d = dsns(&s);
+    assert!(
+        d[0].contains(
+            "Final-Recipient: rfc822; a@named.test\r\nAction: failed\r\nStatus: 5.4.6\r\n"
+        ),
+        "{}",
+        d[0]
+    );
+    assert!(!d[0].contains("b@backup.test"), "{}", d[0]);
+    // The better MX of backup.test is down: retried, not bounced.
+    let retried = wait_until(Duration::from_secs(5), || {
+        let out = s.cli(&["queue", "show", &id], b"");
+        let show = String::from_utf8_lossy(&out.stdout).to_string();
+        show.lines()
+            .any(|l| l.contains("b@backup.test\tpending") && l.contains("127.0.0.35"))
+    });
+    assert!(retried, "log:\n{}", s.log_text());
+    assert!(us.messages().is_empty() && worse.messages().is_empty());
 }

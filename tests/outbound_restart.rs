@@ -2,6 +2,7 @@
 
 mod common;
 use common::*;
+use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
 const ONE_LISTENER: &str = r#"
@@ -128,5 +129,81 @@ fn with_one_connection_allowed_an_idle_session_makes_room_for_another_host() {
         sink_a.messages().len() == 3 && sink_b.messages().len() == 3
     });
     assert!(all, "log:\n{}", s.log_text());
+    assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
+}
+
+/// An SMTP server on `addr:port` that takes one message and never answers
+/// its final dot; `dot` is told when the dot arrived.
+fn silent_after_data(
+    addr: &str,
+    port: u16,
+    dot: std::sync::mpsc::Sender<()>,
+) -> std::thread::JoinHandle<()> {
+    let listener = std::net::TcpListener::bind((addr, port)).unwrap();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut w = conn.try_clone().unwrap();
+        let mut r = BufReader::new(conn);
+        let _ = w.write_all(b"220 silent.test ESMTP\r\n");
+        let mut in_data = false;
+        let mut line = String::new();
+        while r.read_line(&mut line).unwrap_or(0) > 0 {
+            let cmd = line.to_ascii_uppercase();
+            let reply: &[u8] = if in_data {
+                if line == ".\r\n" {
+                    let _ = dot.send(());
+                }
+                b""
+            } else if cmd.starts_with("EHLO") {
+                b"250-silent.test\r\n250 8BITMIME\r\n"
+            } else if cmd.starts_with("DATA") {
+                in_data = true;
+                b"354 go ahead\r\n"
+            } else {
+                b"250 ok\r\n"
+            };
+            let _ = w.write_all(reply);
+            line.clear();
+        }
+    })
+}
+
+#[test]
+fn a_delivery_cut_off_by_sigterm_stays_pending_and_is_sent_after_restart() {
+    let port = free_tcp_port();
+    let dns = Dnsmasq::start(
+        &[
+            "mx-host=far.test,mx.far.test,10",
+            "host-record=mx.far.test,127.0.0.36",
+        ],
+        &[],
+    );
+    let (dot_tx, dot_rx) = std::sync::mpsc::channel();
+    let silent = silent_after_data("127.0.0.36", port, dot_tx);
+    let mut s = TestServer::start(
+        &format!(
+            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\n",
+            dns.config(1000)
+        ),
+        ONE_LISTENER,
+    );
+    let id = inject(&s, "a@far.test", 1);
+    dot_rx
+        .recv_timeout(Duration::from_secs(15))
+        .expect("the whole message was sent");
+    // SIGTERM while waiting for the reply to the dot: the outcome is unknown.
+    s.stop();
+    let out = s.cli(&["queue", "show", &id], b"");
+    let show = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        show.contains("a@far.test\tpending\tattempts 0\t"),
+        "nothing recorded:\n{show}"
+    );
+    silent.join().unwrap();
+    let sink = SmtpSink::start("127.0.0.36", port, &[]);
+    s.restart();
+    let got = sink.wait_for(1, Duration::from_secs(15));
+    assert_eq!(got.len(), 1, "log:\n{}", s.log_text());
+    assert!(String::from_utf8_lossy(&got[0].1).contains("body 1"));
     assert!(wait_until(Duration::from_secs(5), || queue_empty(&s)));
 }

@@ -51,7 +51,7 @@ pub fn build(
     kind: Kind,
     msg: &QueuedMessage,
     entries: &[Entry],
-    original_headers: &[u8],
+    original_headers: Option<&[u8]>,
     now: SystemTime,
 ) -> Vec<u8> {
     let boundary = format!("{}/{}", msg.id, hostname);
@@ -96,6 +96,10 @@ pub fn build(
     m += &format!("\r\n--{boundary}\r\n");
     m += "Content-Type: text/plain; charset=us-ascii\r\n\r\n";
     m += &format!("This is the mail system at {hostname}.\r\n\r\n{human}\r\n\r\n");
+    if original_headers.is_none() {
+        m += "The queued copy of your message could not be read, so its headers\r\n\
+              are not included in this report.\r\n\r\n";
+    }
     for e in entries {
         m += &format!("<{}>: {}\r\n", e.address, e.diagnostic);
     }
@@ -117,12 +121,17 @@ pub fn build(
         }
     }
 
-    m += &format!("\r\n--{boundary}\r\n");
-    m += "Content-Type: text/rfc822-headers\r\n\r\n";
+    // RFC 6522 3: the third part (the returned content) is optional.
+    if original_headers.is_some() {
+        m += &format!("\r\n--{boundary}\r\n");
+        m += "Content-Type: text/rfc822-headers\r\n\r\n";
+    }
     let mut out = m.into_bytes();
-    out.extend_from_slice(original_headers);
-    if !original_headers.ends_with(b"\r\n") {
-        out.extend_from_slice(b"\r\n");
+    if let Some(headers) = original_headers {
+        out.extend_from_slice(headers);
+        if !headers.ends_with(b"\r\n") {
+            out.extend_from_slice(b"\r\n");
+        }
     }
     out.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     out
@@ -155,7 +164,7 @@ mod tests {
             Kind::Failure,
             &msg,
             &[e],
-            &headers,
+            Some(&headers),
             SystemTime::now(),
         ))
         .unwrap();
@@ -167,5 +176,39 @@ mod tests {
         assert!(out.contains("Content-Type: text/rfc822-headers\r\n\r\nSubject: hi\r\n"));
         assert_eq!(parsed.parts.len(), 4, "{out}");
         assert!(out.lines().all(|l| !l.ends_with('\r')), "CRLF only");
+    }
+
+    #[test]
+    fn without_the_message_file_the_report_has_no_headers_part() {
+        let msg = QueuedMessage {
+            id: "ABC".into(),
+            sender: "u@be.test".into(),
+            created: SystemTime::now(),
+            size: 10,
+            warned: false,
+            recipients: vec![],
+        };
+        let e = Entry {
+            address: "x@far.test".into(),
+            status: "5.3.0".into(),
+            diagnostic: "554 5.3.0 queued message file is missing".into(),
+        };
+        let out = String::from_utf8(build(
+            "mx.be.test",
+            Kind::Failure,
+            &msg,
+            &[e],
+            None,
+            SystemTime::now(),
+        ))
+        .unwrap();
+        let parsed = mail_parser::MessageParser::default()
+            .parse(out.as_bytes())
+            .unwrap();
+        assert_eq!(parsed.parts.len(), 3, "report without headers: {out}");
+        assert!(!out.contains("text/rfc822-headers"), "{out}");
+        assert!(out.contains("could not be read, so its headers"), "{out}");
+        assert!(out.contains("Status: 5.3.0\r\n"), "{out}");
+        assert!(out.ends_with("--\r\n"), "closed multipart: {out}");
     }
 }

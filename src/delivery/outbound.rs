@@ -1,27 +1,37 @@
 //! The queue runner (SPEC NEW-2): wakes when a message is queued or a retry
 //! falls due, hands each due message to one worker (never two at once),
 //! which routes its recipients by domain, delivers each domain group over
-//! SMTP (`transport`, limited and reused by `pool`) or locally, records
-//! every recipient's outcome, bounces failures with one DSN and removes the
-//! message once every recipient is final.
+//! SMTP (`transport`, limited and reused by `pool`) or locally, and has
+//! `settle` record every recipient's outcome, bounce failures with one DSN
+//! and remove the message once every recipient is final.
 //!
 //! Durability: the store is the only state. A recipient is marked delivered
-//! only after the remote 250 (or the local fsync), failed only after its DSN
-//! was written, and the message file is removed only when no recipient is
-//! pending; a crash at any point leaves the message due again on restart.
-//! A crash between a remote 250 and our record of it makes the next run send
-//! that recipient the message again: a duplicate, never a loss (RFC 5321
-//! 6.1 prefers this). A DSN written just before a crash may likewise repeat.
+//! only after the remote 250 (or the local fsync), failed only in the same
+//! store call that wrote its DSN, and the message file is removed only when
+//! no recipient is pending; a crash at any point leaves the message due
+//! again on restart. A crash between a remote 250 and our record of it makes
+//! the next run send that recipient the message again: a duplicate, never a
+//! loss (RFC 5321 6.1 prefers this). On SIGTERM the runtime drops every
+//! delivery at its next await: a cut-off transaction has no final dot, so
+//! the remote side discards it, nothing is recorded and the recipient stays
+//! pending; a store call already running completes.
+//!
+//! A message whose file has vanished can never be delivered: its pending
+//! recipients fail at once (5.3.0) and the DSN goes out without headers.
+//! A route leading back to one of our own SMTP listeners fails with 5.4.6
+//! instead of connecting (see `route::Myself`).
 
+use super::body::Body;
 use super::client::Reply;
-use super::dsn::{self, Entry, Kind};
 use super::pool::{Pool, Slot};
-use super::route::{Route, Router};
-use super::transport::{stream_body, SendError, Session};
+use super::route::{loop_reply, Hop, Myself, Route, Router};
+use super::settle::{self, has_pending, Outcome};
+use super::transport::{SendError, Session};
 use crate::app::App;
-use crate::store::{QueuedMessage, QueuedRecipient, RecipientState, Store};
+use crate::store::{QueuedMessage, QueuedRecipient, RecipientState, StoreError};
 use std::collections::{BTreeMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
@@ -32,7 +42,10 @@ pub use super::stats::{queue_stats, QueueStats};
 const POLL: Duration = Duration::from_secs(1);
 /// Scans are at least this far apart (wake-ups in between are merged).
 const MIN_SCAN_INTERVAL: Duration = Duration::from_millis(50);
-/// Messages being worked on at once; more wait for the next scan.
+/// Messages being worked on at once; more wait for the next scan. Also the
+/// most one scan reads from the queue index, which is enough: of the
+/// earliest-due messages it returns, those already in flight take at most
+/// as many as there are slots in use.
 const MAX_IN_FLIGHT: usize = 2000;
 /// RFC 5321 4.5.3.1.8: servers must take 100 recipients per transaction;
 /// more may be refused with 452, so larger groups are split.
@@ -40,28 +53,26 @@ const MAX_RCPTS_PER_TRANSACTION: usize = 100;
 /// Addresses tried per destination host.
 const MAX_ADDRS_PER_HOST: usize = 4;
 
-/// What one attempt decided for one recipient.
-#[derive(Debug, Clone)]
-enum Outcome {
-    Delivered(Reply),
-    Failed(Reply),
-    Deferred(Reply),
-}
-
 struct Runner {
     app: Arc<App>,
     pool: Pool,
     router: Router,
     in_flight: Mutex<HashSet<String>>,
+    /// The last scan may have left due messages unread or unstarted: a
+    /// worker that finishes asks for the next scan at once.
+    backlog: AtomicBool,
 }
 
-pub async fn run(app: Arc<App>) {
+/// Runs until the process ends; `own_smtp` are the bound addresses of our
+/// SMTP listeners (a route to one of them is a mail loop).
+pub async fn run(app: Arc<App>, own_smtp: Vec<SocketAddr>) {
     let cfg = &app.config.outbound;
     let runner = Arc::new(Runner {
         pool: Pool::new(cfg.max_connections, cfg.max_per_destination),
+        router: Router::new(Myself::new(&app.config.hostname, own_smtp)),
         app: app.clone(),
-        router: Router::default(),
         in_flight: Mutex::default(),
+        backlog: AtomicBool::new(false),
     });
     runner.clone().remove_finished().await;
     loop {
@@ -72,8 +83,8 @@ pub async fn run(app: Arc<App>) {
             _ = app.queue_wakeup.notified() => {}
             _ = tokio::time::sleep(POLL) => {}
         }
-        // A scan reads every due message; under a flood of wake-ups this
-        // batches new messages instead of rereading the queue per message.
+        // Under a flood of wake-ups this batches new messages instead of
+        // rereading the queue index per message.
         tokio::time::sleep_until(scanned + MIN_SCAN_INTERVAL).await;
     }
 }
@@ -106,38 +117,70 @@ impl Runner {
     }
 
     async fn scan(self: Arc<Self>) {
-        let due = match self.app.store.run(|s| s.queue.due(SystemTime::now())).await {
+        let now = SystemTime::now();
+        let due = match self
+            .app
+            .store
+            .run(move |s| s.queue.due_ids(now, MAX_IN_FLIGHT))
+            .await
+        {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "reading the queue");
                 return;
             }
         };
-        for msg in due {
+        // Set before any worker starts (and may finish).
+        self.backlog
+            .store(due.len() >= MAX_IN_FLIGHT, Ordering::Relaxed);
+        for id in due {
             {
                 let mut busy = self.in_flight();
-                if busy.len() >= MAX_IN_FLIGHT || !busy.insert(msg.id.clone()) {
+                if busy.len() >= MAX_IN_FLIGHT {
+                    self.backlog.store(true, Ordering::Relaxed);
+                    break;
+                }
+                if !busy.insert(id.clone()) {
                     continue;
                 }
             }
             let runner = self.clone();
-            let span = tracing::info_span!("outbound", id = %msg.id);
+            let span = tracing::info_span!("outbound", id = %id);
             tokio::spawn(
                 async move {
-                    runner.process(&msg.id).await;
-                    runner.in_flight().remove(&msg.id);
+                    runner.process(&id).await;
+                    runner.in_flight().remove(&id);
+                    if runner.backlog.load(Ordering::Relaxed) {
+                        runner.app.queue_wakeup.notify_one();
+                    }
                 }
                 .instrument(span),
             );
         }
     }
 
-    /// One attempt at every due recipient of one message. The message is
-    /// read again after it was claimed: the scan's copy may predate the
-    /// records of a worker that finished in between.
+    /// One attempt at every due recipient of one message (or, when its file
+    /// is gone, the end of it). The message is read after it was claimed:
+    /// the scan only saw its id, and another worker may have recorded
+    /// results since.
     async fn process(&self, id: &str) {
         let id2 = id.to_string();
-        let msg = match self.app.store.run(move |s| s.queue.get(&id2)).await {
+        let loaded = self
+            .app
+            .store
+            .run(move |s| {
+                let Some(m) = s.queue.get(&id2)? else {
+                    return Ok(None);
+                };
+                if !matches!(s.queue.open(&id2), Err(StoreError::NotFound(_))) {
+                    return Ok(Some((m, true)));
+                }
+                // `queue delete` removes the index row before the file:
+                // with the row gone too, it was deleted, not lost.
+                Ok(s.queue.get(&id2)?.map(|m| (m, false)))
+            })
+            .await;
+        let (msg, present) = match loaded {
             Ok(Some(m)) => m,
             Ok(None) => return,
             Err(e) => {
@@ -145,6 +188,19 @@ impl Runner {
                 return;
             }
         };
+        let results = if present {
+            self.attempt(&msg).await
+        } else {
+            lost(&msg)
+        };
+        match settle::record(&self.app, &msg, results).await {
+            Ok(true) => self.app.queue_wakeup.notify_one(),
+            Ok(false) => {}
+            Err(e) => tracing::error!(id = %msg.id, error = %e, "recording delivery results"),
+        }
+    }
+
+    async fn attempt(&self, msg: &QueuedMessage) -> Vec<(String, Outcome)> {
         let now = SystemTime::now();
         let mut groups: BTreeMap<String, Vec<&QueuedRecipient>> = BTreeMap::new();
         for r in &msg.recipients {
@@ -154,17 +210,13 @@ impl Runner {
         }
         let attempts = groups.into_iter().map(|(domain, rcpts)| {
             let addrs: Vec<String> = rcpts.iter().map(|r| r.address.clone()).collect();
-            let msg = &msg;
             async move { self.deliver_domain(msg, &domain, addrs).await }
         });
-        let results: Vec<(String, Outcome)> = futures_util::future::join_all(attempts)
+        futures_util::future::join_all(attempts)
             .await
             .into_iter()
             .flatten()
-            .collect();
-        if let Err(e) = self.record(&msg, results).await {
-            tracing::error!(id = %msg.id, error = %e, "recording delivery results");
-        }
+            .collect()
     }
 
     async fn deliver_domain(
@@ -187,10 +239,11 @@ impl Runner {
         match self.router.route(&self.app, domain).await {
             Route::Fail(r) => all(Outcome::Failed(r)),
             Route::Defer(r) => all(Outcome::Deferred(r)),
-            Route::Hosts(hosts) => {
+            Route::Hosts(hops) => {
                 let mut out = Vec::with_capacity(rcpts.len());
                 for chunk in rcpts.chunks(MAX_RCPTS_PER_TRANSACTION) {
-                    out.extend(self.deliver_remote(msg, &hosts, chunk.to_vec()).await);
+                    let chunk = chunk.to_vec();
+                    out.extend(self.deliver_remote(msg, domain, &hops, chunk).await);
                 }
                 out
             }
@@ -253,61 +306,58 @@ impl Runner {
         }
     }
 
-    /// Tries the hosts in order until one takes the transaction.
+    /// Tries the hosts in order until one takes the transaction. RFC 5321
+    /// 5.1: when one host of a preference is this server, that preference
+    /// and the worse ones are not tried; if it is the best, mail loops.
     async fn deliver_remote(
         &self,
         msg: &QueuedMessage,
-        hosts: &[(String, u16)],
+        domain: &str,
+        hops: &[Hop],
         rcpts: Vec<String>,
     ) -> Vec<(String, Outcome)> {
+        let all = |o: Outcome| rcpts.iter().map(|a| (a.clone(), o.clone())).collect();
         let mut last = Reply::new(451, "4.4.4 no host to deliver to");
-        for (host, port) in hosts {
-            let ips = match self.router.addresses(&self.app, host).await {
-                Ok(ips) if ips.is_empty() => {
-                    last = Reply::new(451, format!("4.4.4 {host} has no address"));
-                    continue;
-                }
-                Ok(ips) => ips,
-                Err(e) => {
-                    last = Reply::new(451, format!("4.4.3 {e}"));
-                    continue;
-                }
-            };
-            for ip in ips.into_iter().take(MAX_ADDRS_PER_HOST) {
-                let addr = SocketAddr::new(ip, *port);
-                match self.send_to(addr, host, msg, &rcpts).await {
-                    Ok(outcomes) => {
-                        return outcomes
-                            .into_iter()
-                            .map(|(a, r)| {
-                                let o = if r.is_positive() {
-                                    Outcome::Delivered(r)
-                                } else if r.is_permanent() {
-                                    Outcome::Failed(r)
-                                } else {
-                                    Outcome::Deferred(r)
-                                };
-                                (a, o)
-                            })
-                            .collect();
+        for (rank, group) in hops
+            .chunk_by(|a, b| a.preference == b.preference)
+            .enumerate()
+        {
+            let mut targets: Vec<(&Hop, Vec<IpAddr>)> = Vec::new();
+            for hop in group {
+                match self.router.addresses(&self.app, &hop.host).await {
+                    Ok(ips) if ips.is_empty() => {
+                        last = Reply::new(451, format!("4.4.4 {} has no address", hop.host));
                     }
-                    Err(SendError::Early(r)) => {
-                        tracing::info!(id = %msg.id, %addr, reply = %r, "trying the next host");
-                        last = r;
-                    }
-                    Err(SendError::Late(r)) => {
-                        return rcpts
-                            .into_iter()
-                            .map(|a| (a, Outcome::Deferred(r.clone())))
-                            .collect();
+                    Ok(ips) => targets.push((hop, ips)),
+                    Err(e) => last = Reply::new(451, format!("4.4.3 {e}")),
+                }
+            }
+            let me = targets.iter().find(|(hop, ips)| {
+                ips.iter()
+                    .any(|ip| self.router.is_myself(SocketAddr::new(*ip, hop.port)))
+            });
+            if let Some((hop, _)) = me {
+                tracing::warn!(id = %msg.id, host = %hop.host, port = hop.port, "route to ourselves");
+                if rank == 0 {
+                    return all(Outcome::Failed(loop_reply(domain)));
+                }
+                break;
+            }
+            for (hop, ips) in targets {
+                for ip in ips.into_iter().take(MAX_ADDRS_PER_HOST) {
+                    let addr = SocketAddr::new(ip, hop.port);
+                    match self.send_to(addr, &hop.host, msg, &rcpts).await {
+                        Ok(outcomes) => return outcomes.into_iter().map(classify).collect(),
+                        Err(SendError::Early(r)) => {
+                            tracing::info!(id = %msg.id, %addr, reply = %r, "trying the next host");
+                            last = r;
+                        }
+                        Err(SendError::Late(r)) => return all(Outcome::Deferred(r)),
                     }
                 }
             }
         }
-        rcpts
-            .into_iter()
-            .map(|a| (a, Outcome::Deferred(last.clone())))
-            .collect()
+        all(Outcome::Deferred(last))
     }
 
     /// One transaction on an idle session to `addr` or a new one. A reused
@@ -360,7 +410,7 @@ impl Runner {
         let store = self.app.store.clone();
         let id = msg.id.clone();
         let body =
-            move || stream_body(move || store.queue.open(&id).map_err(std::io::Error::other));
+            move || Body::stream(move || store.queue.open(&id).map_err(std::io::Error::other));
         let result = conn
             .session
             .send(&msg.sender, rcpts.to_vec(), msg.size, body)
@@ -370,197 +420,35 @@ impl Runner {
         }
         result
     }
-
-    /// Stores the outcomes; failures are bounced (one DSN) before they are
-    /// marked failed, and the message leaves the queue when nothing is pending.
-    async fn record(
-        &self,
-        msg: &QueuedMessage,
-        results: Vec<(String, Outcome)>,
-    ) -> crate::store::Result<()> {
-        let cfg = &self.app.config.outbound;
-        let now = SystemTime::now();
-        let expires = msg.created + cfg.queue_lifetime;
-        let mut rows = Vec::new();
-        let mut bounced = Vec::new();
-        for (addr, outcome) in results {
-            let attempts = msg
-                .recipients
-                .iter()
-                .find(|r| r.address == addr)
-                .map_or(0, |r| r.attempts);
-            tracing::info!(id = %msg.id, to = %addr, outcome = ?outcome, "delivery attempt");
-            match outcome {
-                Outcome::Delivered(r) => {
-                    rows.push((addr, RecipientState::Delivered, now, r.to_string()))
-                }
-                Outcome::Failed(r) => bounced.push((addr, r.status(), r.to_string())),
-                Outcome::Deferred(r) if now >= expires => {
-                    // RFC 3463 4.4.7: delivery time expired.
-                    let text = format!(
-                        "{r} (gave up: in the queue longer than {})",
-                        humantime::format_duration(cfg.queue_lifetime)
-                    );
-                    bounced.push((addr, "4.4.7".into(), text));
-                }
-                Outcome::Deferred(r) => {
-                    let next = (now + retry_delay(&cfg.retry_schedule, attempts)).min(expires);
-                    rows.push((addr, RecipientState::Pending, next, r.to_string()));
-                }
-            }
-        }
-        if !bounced.is_empty() {
-            let entries: Vec<Entry> = bounced
-                .iter()
-                .map(|(a, status, text)| Entry {
-                    address: a.clone(),
-                    status: status.clone(),
-                    diagnostic: text.clone(),
-                })
-                .collect();
-            match self.notify_sender(msg, Kind::Failure, entries).await {
-                Ok(()) => rows.extend(
-                    bounced
-                        .into_iter()
-                        .map(|(a, _, t)| (a, RecipientState::Failed, now, t)),
-                ),
-                Err(e) => {
-                    // Without its DSN a failure must not be final: try again later.
-                    tracing::error!(id = %msg.id, error = %e, "writing the DSN; will retry");
-                    let later = now + retry_delay(&cfg.retry_schedule, 0);
-                    rows.extend(
-                        bounced
-                            .into_iter()
-                            .map(|(a, _, t)| (a, RecipientState::Pending, later, t)),
-                    );
-                }
-            }
-        }
-        // When this run settled every recipient, removing the message is the
-        // one durable step needed (one commit instead of one per recipient).
-        let others_pending = msg.recipients.iter().any(|r| {
-            r.state == RecipientState::Pending && !rows.iter().any(|row| row.0 == r.address)
-        });
-        let settled = !others_pending && rows.iter().all(|r| r.1 != RecipientState::Pending);
-        let id = msg.id.clone();
-        let updated = self
-            .app
-            .store
-            .run(move |s| {
-                if settled {
-                    s.queue.remove(&id)?;
-                    return Ok(None);
-                }
-                for (addr, state, next, reply) in &rows {
-                    s.queue.record(&id, addr, *state, *next, reply)?;
-                }
-                let m = s.queue.get(&id)?;
-                if let Some(m) = &m {
-                    if !has_pending(m) {
-                        s.queue.remove(&id)?;
-                        return Ok(None);
-                    }
-                }
-                Ok(m)
-            })
-            .await?;
-        if let Some(m) = updated {
-            self.maybe_warn(&m, now).await;
-        }
-        Ok(())
-    }
-
-    /// RFC 3464 `Action: delayed` once, after outbound.delay_warning.
-    async fn maybe_warn(&self, m: &QueuedMessage, now: SystemTime) {
-        let cfg = &self.app.config.outbound;
-        if m.warned || m.sender.is_empty() || now < m.created + cfg.delay_warning {
-            return;
-        }
-        let entries = m
-            .recipients
-            .iter()
-            .filter(|r| r.state == RecipientState::Pending)
-            .map(|r| {
-                let text = r.last_reply.clone().unwrap_or_default();
-                let status = text
-                    .split(' ')
-                    .nth(1)
-                    .filter(|s| s.starts_with("4."))
-                    .unwrap_or("4.0.0");
-                Entry {
-                    address: r.address.clone(),
-                    status: status.to_string(),
-                    diagnostic: text.clone(),
-                }
-            })
-            .collect();
-        let kind = Kind::Delay(m.created + cfg.queue_lifetime);
-        let id = m.id.clone();
-        match self.notify_sender(m, kind, entries).await {
-            Ok(()) => {
-                if let Err(e) = self.app.store.run(move |s| s.queue.set_warned(&id)).await {
-                    tracing::warn!(error = %e, "recording the delay warning");
-                }
-            }
-            Err(e) => tracing::warn!(id = %m.id, error = %e, "writing the delay warning"),
-        }
-    }
-
-    /// Sends a DSN to the envelope sender: into the mailbox when the sender
-    /// is a local account, else through the queue. Never for `<>`.
-    async fn notify_sender(
-        &self,
-        msg: &QueuedMessage,
-        kind: Kind,
-        entries: Vec<Entry>,
-    ) -> crate::store::Result<()> {
-        if msg.sender.is_empty() {
-            tracing::info!(id = %msg.id, "not bouncing a message with the null sender");
-            return Ok(());
-        }
-        let local = self.app.config.is_local_domain(&domain_of(&msg.sender));
-        let hostname = self.app.config.hostname.clone();
-        let msg2 = msg.clone();
-        let queued = self
-            .app
-            .store
-            .run(move |s: &Store| {
-                let headers = dsn::read_headers(&mut s.queue.open(&msg2.id)?)?;
-                let report = dsn::build(&hostname, kind, &msg2, &entries, &headers, SystemTime::now());
-                if local {
-                    let Some(acc) = s.accounts.find(&msg2.sender)? else {
-                        tracing::warn!(id = %msg2.id, "DSN dropped: the local sender has no account");
-                        return Ok(false);
-                    };
-                    let prefix = super::local::return_path("");
-                    s.mail.deliver(&[acc], prefix.as_bytes(), &mut &report[..], u64::MAX)?;
-                    return Ok(false);
-                }
-                s.queue.enqueue("", std::slice::from_ref(&msg2.sender), b"", &mut &report[..], u64::MAX)?;
-                Ok(true)
-            })
-            .await?;
-        if queued {
-            self.app.queue_wakeup.notify_one();
-        }
-        Ok(())
-    }
 }
 
-/// The wait after the `attempts`+1-th failure; the last step repeats.
-fn retry_delay(schedule: &[Duration], attempts: u32) -> Duration {
-    let i = (attempts as usize).min(schedule.len().saturating_sub(1));
-    schedule.get(i).copied().unwrap_or(Duration::from_secs(300))
+/// The remote server's deciding reply for one recipient.
+fn classify((address, r): (String, Reply)) -> (String, Outcome) {
+    let o = if r.is_positive() {
+        Outcome::Delivered(r)
+    } else if r.is_permanent() {
+        Outcome::Failed(r)
+    } else {
+        Outcome::Deferred(r)
+    };
+    (address, o)
 }
 
-fn has_pending(m: &QueuedMessage) -> bool {
-    m.recipients
+/// Every pending recipient of a message whose file is gone fails now: it
+/// can never be delivered, and waiting for the queue lifetime would only
+/// delay the bounce.
+fn lost(msg: &QueuedMessage) -> Vec<(String, Outcome)> {
+    tracing::error!(id = %msg.id, "queued message file is missing; failing its recipients");
+    let r = Reply::new(554, "5.3.0 queued message file is missing");
+    msg.recipients
         .iter()
-        .any(|r| r.state == RecipientState::Pending)
+        .filter(|x| x.state == RecipientState::Pending)
+        .map(|x| (x.address.clone(), Outcome::Failed(r.clone())))
+        .collect()
 }
 
 /// The domain of an address, lower-case ("" when there is none).
-fn domain_of(address: &str) -> String {
+pub(super) fn domain_of(address: &str) -> String {
     address
         .rsplit_once('@')
         .map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase())
@@ -570,15 +458,6 @@ fn domain_of(address: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_schedule_last_step_repeats() {
-        let s = [Duration::from_secs(5), Duration::from_secs(60)];
-        assert_eq!(retry_delay(&s, 0), Duration::from_secs(5));
-        assert_eq!(retry_delay(&s, 1), Duration::from_secs(60));
-        assert_eq!(retry_delay(&s, 9), Duration::from_secs(60));
-        assert_eq!(retry_delay(&[], 0), Duration::from_secs(300));
-    }
 
     #[test]
     fn domains_are_lower_case_without_the_root_dot() {

@@ -9,18 +9,18 @@
 //! present certificates for the names a sender can check without DANE or
 //! MTA-STS, and an unverified session still defeats passive sniffing.
 
+use super::body::Body;
 use super::client::{self, Capabilities, Next, Reply, ReplyParser, Transaction, MAX_REPLY_LINE};
 use crate::config::{OutboundConfig, OutboundTls};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
-use std::io::{self, Read};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -34,43 +34,6 @@ pub enum SendError {
     Early(Reply),
     /// Broken after MAIL was accepted: the outcome stays unknown, retry later.
     Late(Reply),
-}
-
-/// Chunks of a queued message, read on a blocking thread so a large
-/// message streams with bounded memory (two chunks in flight).
-pub type Body = mpsc::Receiver<io::Result<Vec<u8>>>;
-
-pub fn stream_body(
-    open: impl FnOnce() -> io::Result<Box<dyn Read + Send>> + Send + 'static,
-) -> Body {
-    let (tx, rx) = mpsc::channel(2);
-    tokio::task::spawn_blocking(move || {
-        let mut r = match open() {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.blocking_send(Err(e));
-                return;
-            }
-        };
-        loop {
-            let mut buf = vec![0u8; 64 * 1024];
-            match r.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    if tx.blocking_send(Ok(buf)).is_err() {
-                        return;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-            }
-        }
-    });
-    rx
 }
 
 pub struct Session {
@@ -329,11 +292,10 @@ impl Session {
     async fn write_body(&mut self, mut body: Body) -> Result<(), Reply> {
         let mut stuffer = client::DotStuffer::default();
         let mut out = Vec::with_capacity(70 * 1024);
-        while let Some(chunk) = body.recv().await {
-            let chunk = chunk.map_err(|e| {
-                tracing::error!(error = %e, "reading a queued message");
-                Reply::new(451, "4.3.0 local error reading the queued message")
-            })?;
+        while let Some(chunk) = body.next().await.map_err(|e| {
+            tracing::error!(error = %e, "reading a queued message");
+            Reply::new(451, "4.3.0 local error reading the queued message")
+        })? {
             out.clear();
             stuffer.chunk(&chunk, &mut out);
             self.write(&out, self.command_timeout).await?;
@@ -460,6 +422,7 @@ impl ServerCertVerifier for AnyCertificate {
 mod tests {
     use super::*;
     use crate::config::Config;
+    use std::io::Read;
     use tokio::io::AsyncReadExt;
     use tokio::net::TcpListener;
 
@@ -505,7 +468,7 @@ mod tests {
     }
 
     fn body(data: &'static [u8]) -> impl FnOnce() -> Body {
-        move || stream_body(move || Ok(Box::new(data) as Box<dyn Read + Send>))
+        move || Body::stream(move || Ok(Box::new(data) as Box<dyn Read + Send>))
     }
 
     #[tokio::test]
@@ -592,5 +555,33 @@ mod tests {
             .err()
             .unwrap();
         assert!(err.to_string().starts_with("451 4.7.4"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_off_before_its_end_is_never_completed_with_a_dot() {
+        let (addr, server) = scripted(
+            "220 x.test\r\n",
+            vec![
+                ("EHLO", "250 x.test\r\n"),
+                ("MAIL", "250 ok\r\n"),
+                ("RCPT", "250 ok\r\n"),
+                ("DATA", "354 go\r\n"),
+                (".", "250 queued\r\n"),
+            ],
+        )
+        .await;
+        let mut s = Session::open(addr, "x.test", "me.test", &cfg(OutboundTls::None))
+            .await
+            .unwrap();
+        let cut = || Body::cut_off(b"Subject: half\r\n");
+        let r = s.send("s@be.test", vec!["a@x.test".into()], 99, cut).await;
+        assert!(matches!(r, Err(SendError::Late(_))), "{r:?}");
+        assert!(!s.reusable());
+        drop(s);
+        let seen = server.await.unwrap();
+        assert!(
+            seen.ends_with("Subject: half\r\n"),
+            "no final dot: {seen:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use super::maildir::{sync_dir, write_synced};
 use super::sqlite::{from_ms, to_ms, Db};
 use super::{Result, StoreError};
 use rusqlite::{params, OptionalExtension};
+use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Read};
 use std::path::PathBuf;
@@ -76,8 +77,10 @@ pub trait QueueStore: Send + Sync {
     fn list(&self) -> Result<Vec<QueuedMessage>>;
     fn get(&self, id: &str) -> Result<Option<QueuedMessage>>;
     fn open(&self, id: &str) -> Result<Box<dyn Read + Send>>;
-    /// Messages with a pending recipient whose next try is at or before `now`.
-    fn due(&self, now: SystemTime) -> Result<Vec<QueuedMessage>>;
+    /// Ids of at most `limit` messages with a pending recipient whose next
+    /// try is at or before `now`, the earliest next try first. Bounded so
+    /// one queue scan costs the same with a backlog of millions.
+    fn due_ids(&self, now: SystemTime, limit: usize) -> Result<Vec<String>>;
     /// Records the outcome of one attempt for one recipient.
     fn record(
         &self,
@@ -255,17 +258,25 @@ impl QueueStore for SqliteQueue {
         }
     }
 
-    fn due(&self, now: SystemTime) -> Result<Vec<QueuedMessage>> {
-        let ids = {
-            let conn = self.db.conn();
-            let mut stmt = conn.prepare(
-                "SELECT DISTINCT message_id FROM queue_recipients
-                 WHERE state = 'pending' AND next_try <= ?1",
-            )?;
-            let rows = stmt.query_map([to_ms(now)], |r| r.get::<_, String>(0))?;
-            rows.collect::<rusqlite::Result<Vec<_>>>()?
-        };
-        self.load(ids)
+    fn due_ids(&self, now: SystemTime, limit: usize) -> Result<Vec<String>> {
+        // Walks the (state, next_try) index in order and stops after `limit`
+        // distinct messages: no sort, no full read of the due rows.
+        let conn = self.db.conn();
+        let mut stmt = conn.prepare(
+            "SELECT message_id FROM queue_recipients
+             WHERE state = 'pending' AND next_try <= ?1 ORDER BY next_try",
+        )?;
+        let mut rows = stmt.query([to_ms(now)])?;
+        let mut ids: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        while ids.len() < limit {
+            let Some(row) = rows.next()? else { break };
+            let id: String = row.get(0)?;
+            if seen.insert(id.clone()) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
     }
 
     fn record(
@@ -346,21 +357,53 @@ mod tests {
         q.open(&id).unwrap().read_to_string(&mut body).unwrap();
         assert_eq!(body, "Subject: t\r\n\r\nhi\r\n");
         let now = SystemTime::now();
-        assert_eq!(q.due(now).unwrap().len(), 1);
+        assert_eq!(q.due_ids(now, 10).unwrap(), vec![id.clone()]);
         let later = now + Duration::from_secs(300);
         q.record(&id, "a@x.test", RecipientState::Delivered, now, "250 ok")
             .unwrap();
         q.record(&id, "b@y.test", RecipientState::Pending, later, "451 later")
             .unwrap();
-        assert!(q.due(now).unwrap().is_empty());
+        assert!(q.due_ids(now, 10).unwrap().is_empty());
         let m = q.get(&id).unwrap().unwrap();
         assert_eq!(m.recipients[1].attempts, 1);
         assert_eq!(m.recipients[1].last_reply.as_deref(), Some("451 later"));
         assert_eq!(q.retry_now(Some(&id)).unwrap(), 1);
-        assert_eq!(q.due(SystemTime::now()).unwrap().len(), 1);
+        assert_eq!(q.due_ids(SystemTime::now(), 10).unwrap().len(), 1);
         assert!(q.remove(&id).unwrap());
         assert!(q.list().unwrap().is_empty());
         assert!(q.open(&id).is_err());
         assert!(q.open("../x").is_err());
+    }
+
+    #[test]
+    fn due_ids_are_bounded_and_earliest_next_try_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("q.sqlite3")).unwrap());
+        let q = SqliteQueue::new(db, dir.path().join("queue")).unwrap();
+        let now = SystemTime::now();
+        let rcpts = vec!["a@x.test".to_string(), "b@x.test".to_string()];
+        let ids: Vec<String> = (0..5)
+            .map(|_| q.enqueue("s@be.test", &rcpts, b"", &mut &b"x\n"[..], 1 << 20))
+            .collect::<Result<_>>()
+            .unwrap();
+        // Next tries in the reverse order of queueing: ids[4] is due first.
+        for (i, id) in ids.iter().enumerate() {
+            let t = now - Duration::from_secs(10 * (i as u64 + 1));
+            for r in &rcpts {
+                q.record(id, r, RecipientState::Pending, t, "451 later")
+                    .unwrap();
+            }
+        }
+        // Two recipients each: a message is counted once.
+        assert_eq!(
+            q.due_ids(now, 3).unwrap(),
+            vec![ids[4].clone(), ids[3].clone(), ids[2].clone()]
+        );
+        assert_eq!(q.due_ids(now, 100).unwrap().len(), 5);
+        assert!(q.due_ids(now, 0).unwrap().is_empty());
+        // Not yet due: ids[0] (10 s ago) is left out 15 s in the past.
+        let past = q.due_ids(now - Duration::from_secs(15), 100).unwrap();
+        assert_eq!(past.len(), 4);
+        assert!(!past.contains(&ids[0]));
     }
 }
