@@ -255,6 +255,9 @@ fn spent_memory_budget_spools_to_files_that_never_outlive_the_message() {
     assert!(wait_until(std::time::Duration::from_secs(10), || {
         open_spool_files(&spool) == 0
     }));
+    assert!(wait_until(std::time::Duration::from_secs(5), || {
+        s.log_text().matches("message accepted").count() >= 2
+    }));
     let log = s.log_text();
     let accepted: Vec<&str> = log
         .lines()

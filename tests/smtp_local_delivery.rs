@@ -189,6 +189,7 @@ fn store_failure_acknowledges_nothing() {
     assert!(queue_ids(&s).is_empty());
     assert!(pop_messages(s.addr("pop"), "btm0001", "pass1").is_empty());
     let dir = s.data_dir().display().to_string();
+    assert!(s.logged("message not stored"));
     let log = s.log_text();
     let failure = log
         .lines()

@@ -175,6 +175,12 @@ impl TestServer {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// Whether the server logged `needle` within 5 s (its stderr is read by
+    /// a background thread, so a line can lag behind the reply it follows).
+    pub fn logged(&self, needle: &str) -> bool {
+        wait_until(Duration::from_secs(5), || self.log_text().contains(needle))
+    }
+
     /// Runs `betomail --config <ours> ARGS` with `stdin`.
     pub fn cli(&self, args: &[&str], stdin: &[u8]) -> Output {
         cli_with_config(&self.config, args, stdin)
