@@ -309,6 +309,10 @@ fn settings_change_password_and_smtp_password() {
         "{page}"
     );
 
+    // Another browser logged in with the old password.
+    let mut stale = Browser::new(s.addr("web"));
+    stale.login("btm0001", "secret-pw1");
+
     // CSRF is required.
     let fields = [
         ("current", "secret-pw1"),
@@ -316,43 +320,24 @@ fn settings_change_password_and_smtp_password() {
         ("new2", "new-pass-22"),
     ];
     assert_eq!(b.post("/settings/password", &fields).status, 403);
-    let mut with = vec![("csrf", csrf.as_str())];
-    with.extend_from_slice(&fields);
+    let mut change = |current: &str, new: &str, new2: &str| {
+        let f = [("current", current), ("new", new), ("new2", new2)];
+        let mut with = vec![("csrf", csrf.as_str())];
+        with.extend_from_slice(&f);
+        b.post("/settings/password", &with)
+    };
     // Mismatch, too short, wrong current.
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "secret-pw1"),
-            ("new", "aaaaaaaa1"),
-            ("new2", "aaaaaaaa2"),
-        ],
-    );
-    assert_eq!(r.status, 400);
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "secret-pw1"),
-            ("new", "short"),
-            ("new2", "short"),
-        ],
-    );
-    assert_eq!(r.status, 400);
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "bad"),
-            ("new", "new-pass-22"),
-            ("new2", "new-pass-22"),
-        ],
-    );
+    assert_eq!(change("secret-pw1", "aaaaaaaa1", "aaaaaaaa2").status, 400);
+    assert_eq!(change("secret-pw1", "short", "short").status, 400);
+    let r = change("bad", "new-pass-22", "new-pass-22");
     assert_eq!(r.status, 400);
     assert!(r.body.contains("current password is incorrect"));
-    let r = b.post("/settings/password", &with);
+    let r = change("secret-pw1", "new-pass-22", "new-pass-22");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Your password was changed"));
+    // This session goes on; the one that logged in with the old password ends.
+    assert_eq!(b.get("/settings").status, 200);
+    assert_eq!(stale.get("/settings").status, 303);
     // The new password works for POP3 too; the old one no longer does.
     pop_login(s.addr("pop"), "btm0001", "new-pass-22").cmd("QUIT");
     let mut other = Browser::new(s.addr("web"));
@@ -565,7 +550,7 @@ fn operator_pages_and_metrics() {
         403
     );
 
-    // Disable / enable / reset.
+    // Disable / enable / reset (which ends the account's portal sessions).
     let r = admin.post(
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "disable"), ("name", "btm0002")],
@@ -576,6 +561,9 @@ fn operator_pages_and_metrics() {
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "enable"), ("name", "btm0002")],
     );
+    let mut victim = Browser::new(s.addr("web"));
+    victim.login("btm0002", &pw);
+    assert_eq!(victim.get("/settings").status, 200);
     let r = admin.post(
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "reset"), ("name", "btm0002")],
@@ -583,6 +571,7 @@ fn operator_pages_and_metrics() {
     let at = r.body.find("class=\"secret\">").unwrap() + 15;
     let pw2 = r.body[at..at + 16].to_string();
     assert_ne!(pw, pw2);
+    assert_eq!(victim.get("/settings").status, 303);
     // Generated passwords are shown, never logged.
     let log = s.log_text();
     assert!(log.contains("new password for btm0002"), "{log}");
@@ -623,7 +612,10 @@ fn operator_pages_and_metrics() {
     assert!(metrics
         .body
         .contains("betomail_queue_recipients{state=\"pending\"} 0"));
-    let r = admin.post("/admin/locks", &[("csrf", &csrf), ("name", "btm0001")]);
+    let r = admin.post(
+        "/admin/locks",
+        &[("csrf", &csrf), ("name", "btm0001@be.test")],
+    );
     assert!(r.body.contains("lock of btm0001 cleared"));
     assert!(admin.get("/metrics").body.contains("betomail_pop_locks 0"));
     assert!(page.contains("POP-before-SMTP grants") && page.contains("127.0.0.1"));

@@ -91,6 +91,13 @@ fn account_name(form: &Form) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no account given"))
 }
 
+fn find(store: &crate::store::Store, name: &str) -> anyhow::Result<crate::store::Account> {
+    store
+        .accounts
+        .find(name)?
+        .ok_or_else(|| anyhow::anyhow!("no account {name:?}"))
+}
+
 pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
     let form = Form::from_body(&body);
     let user = match admin(&ctx, Some(&form)).await {
@@ -102,7 +109,9 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
     let name = account_name(&form);
     let address = form.get("address").map(str::to_string);
     let make_admin = form.get("admin").is_some();
+    let web = ctx.web.clone();
     outcome(&ctx, &user, move |store| {
+        let sessions = &web.sessions;
         let name = name?;
         if action == "add" {
             let pw = crate::cli::add_account(store, &config, &name, address.as_deref(), None)?;
@@ -114,10 +123,7 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
                 secret: pw,
             });
         }
-        let a = store
-            .accounts
-            .find(&name)?
-            .ok_or_else(|| anyhow::anyhow!("no account {name:?}"))?;
+        let a = find(store, &name)?;
         match action.as_str() {
             "disable" | "enable" => {
                 store.accounts.set_disabled(&a.name, action == "disable")?;
@@ -125,6 +131,7 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
             }
             "reset" => {
                 let pw = crate::cli::reset_password(store, &a.name)?;
+                sessions.end_others(&a.name, None);
                 Ok(Done {
                     summary: format!("new password for {}", a.name),
                     secret: Some(pw),
@@ -144,7 +151,8 @@ pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
     };
     let name = account_name(&form);
     outcome(&ctx, &user, move |store| {
-        let name = name?;
+        // By login name or address, as everywhere (SEED-1).
+        let name = find(store, &name?)?.name;
         Done::said(if store.locks.clear(&name)? {
             format!("lock of {name} cleared")
         } else {

@@ -107,6 +107,13 @@ impl Sessions {
     fn remove(&self, id: &str) {
         self.lock().remove(id);
     }
+
+    /// Ends every session of `account` except `keep` (after its password
+    /// changed: whoever logged in with the old one is out).
+    pub fn end_others(&self, account: &str, keep: Option<&str>) {
+        self.lock()
+            .retain(|id, s| s.account != account || Some(id.as_str()) == keep);
+    }
 }
 
 /// One cookie's value from the request headers.
@@ -473,6 +480,20 @@ mod tests {
         let id = s.create("b", true);
         s.remove(&id);
         assert!(s.touch(&id).is_none());
+    }
+
+    #[test]
+    fn end_others_keeps_only_the_given_session() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let (a1, a2, b) = (
+            s.create("a", false),
+            s.create("a", false),
+            s.create("b", false),
+        );
+        s.end_others("a", Some(&a1));
+        assert!(s.touch(&a1).is_some() && s.touch(&a2).is_none() && s.touch(&b).is_some());
+        s.end_others("a", None);
+        assert!(s.touch(&a1).is_none());
     }
 
     #[test]
