@@ -644,6 +644,13 @@ fn forwarded_for_only_from_trusted_proxies() {
         .get("/dns-check")
         .body
         .contains("reported by our own proxy"));
+    // Metrics are for the operator: not for a visitor from elsewhere.
+    let mut visitor = Browser::new(s.addr("web"));
+    visitor
+        .headers
+        .push(("X-Forwarded-For".into(), "192.0.2.5".into()));
+    assert_eq!(visitor.get("/metrics").status, 303);
+    assert_eq!(b.get("/metrics").status, 200);
     // A proxy that terminates HTTPS says so: cookies become Secure.
     b.headers.push(("X-Forwarded-Proto".into(), "https".into()));
     let login = b.get("/login");

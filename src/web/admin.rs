@@ -17,7 +17,8 @@ use std::time::SystemTime;
 /// Accounts shown at once; the search box narrows the list.
 const MAX_ACCOUNTS_SHOWN: usize = 200;
 
-async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
+/// The logged-in operator (checking the form's CSRF token for a post).
+pub async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
     let user = match form {
         Some(f) => ctx.user_for_post(f).await?,
         None => ctx.user().await?,
