@@ -35,6 +35,13 @@ pub async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
     Ok(user)
 }
 
+/// An operator's form post with its CSRF token checked.
+async fn admin_post(ctx: &Ctx, body: &Bytes) -> Result<(Form, User), Response> {
+    let form = Form::from_body(body);
+    let user = admin(ctx, Some(&form)).await?;
+    Ok((form, user))
+}
+
 pub async fn page_handler(ctx: Ctx) -> Response {
     match admin(&ctx, None).await {
         Ok(user) => render(&ctx, &user, StatusCode::OK, String::new()).await,
@@ -100,9 +107,8 @@ fn find(store: &crate::store::Store, name: &str) -> anyhow::Result<crate::store:
 }
 
 pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let config = ctx.app().config.clone();
@@ -145,9 +151,8 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let name = account_name(&form);
@@ -164,9 +169,8 @@ pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub async fn queue(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let id = form.get("id").unwrap_or("").to_string();
