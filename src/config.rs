@@ -338,6 +338,16 @@ impl Config {
                 "must be a host name (letters, digits, '-', '.')",
             );
         }
+        // It is echoed in POP3 refusals: one line of printable ASCII.
+        let url = &self.portal_url;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || !url.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return bad(
+                "portal_url",
+                "must be an http:// or https:// URL without spaces",
+            );
+        }
         if self.local_domains.is_empty() {
             return bad("local_domains", "needs at least one domain");
         }

@@ -132,6 +132,8 @@ fn out_of_range_values_are_refused() {
             "dns.timeout_ms",
         ),
         ("[dns]\ntimeout_ms = 0\n", "dns.timeout_ms"),
+        ("portal_url = \"http://x/\\r\\n+OK\"\n", "portal_url"),
+        ("portal_url = \"javascript:alert(1)\"\n", "portal_url"),
     ];
     for (text, key) in cases {
         let e = Config::parse(&format!("{text}{listener}")).unwrap_err();
