@@ -145,7 +145,9 @@ fn login_cookie_flags_session_and_logout() {
         .to_string();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(cookie.contains("Max-Age=3600"), "{cookie}");
+    // No fixed Max-Age: the server ends the session after an idle hour, so
+    // an active user is not logged out an hour after logging in.
+    assert!(!cookie.contains("Max-Age"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let id = cookie
         .split(';')

@@ -287,11 +287,15 @@ impl Ctx {
         (status, page(self, title, &body)).into_response()
     }
 
-    fn session_cookie(&self, id: &str, max_age: u64) -> HeaderValue {
+    /// The session cookie; `max_age` Some(0) deletes it. A live session's
+    /// cookie has no Max-Age: the server ends it after the idle lifetime,
+    /// and a fixed Max-Age would log out a user who is still active.
+    fn session_cookie(&self, id: &str, max_age: Option<u64>) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!(
-            "{SESSION_COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-        );
+        let max_age = max_age
+            .map(|s| format!("; Max-Age={s}"))
+            .unwrap_or_default();
+        let v = format!("{SESSION_COOKIE}={id}; Path=/{max_age}; HttpOnly; SameSite=Lax{secure}");
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 }
@@ -387,10 +391,9 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
             }
             let id = web.sessions.create(&account.name, account.admin);
             tracing::info!(account = %account.name, ip = %ctx.ip, "portal login");
-            let max_age = web.app.config.web.session_lifetime.as_secs();
             let mut res = Redirect::to("/settings").into_response();
             res.headers_mut()
-                .append(header::SET_COOKIE, ctx.session_cookie(&id, max_age));
+                .append(header::SET_COOKIE, ctx.session_cookie(&id, None));
             res
         }
         AuthResult::Failed => {
@@ -425,7 +428,7 @@ pub async fn logout(ctx: Ctx, body: Bytes) -> Response {
     ctx.web.sessions.remove(id);
     let mut res = Redirect::to("/").into_response();
     res.headers_mut()
-        .append(header::SET_COOKIE, ctx.session_cookie("", 0));
+        .append(header::SET_COOKIE, ctx.session_cookie("", Some(0)));
     res
 }
 
