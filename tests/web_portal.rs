@@ -279,6 +279,7 @@ fn repeated_failures_throttle_logins_from_that_ip() {
 #[test]
 fn settings_change_password_and_smtp_password() {
     let (s, _d) = server();
+    s.add_user("btm0002", "pw-of-0002");
     let mut b = Browser::new(s.addr("web"));
     let csrf = b.login("btm0001", "secret-pw1");
     let page = b.get("/settings").body;
@@ -364,6 +365,14 @@ fn settings_change_password_and_smtp_password() {
     // A disabled account's session ends.
     assert!(s.cli(&["user", "disable", "btm0001"], b"").status.success());
     assert_eq!(b.get("/settings").status, 303);
+
+    // So does one whose account was deleted, even when a new account gets
+    // the same name.
+    let mut gone = Browser::new(s.addr("web"));
+    gone.login("btm0002", "pw-of-0002");
+    assert!(s.cli(&["user", "del", "btm0002"], b"").status.success());
+    s.add_user("btm0002", "pw-of-the-new-0002");
+    assert_eq!(gone.get("/settings").status, 303);
 }
 
 #[test]

@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const SESSION_COOKIE: &str = "bt_session";
 /// Login CSRF: a random token in a cookie that the login form repeats.
@@ -30,6 +30,10 @@ const REFUSE_AFTER_FAILURES: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct Session {
     pub account: String,
+    /// The account's row id and creation time: a session outlives neither
+    /// its account's deletion nor a new account that gets the same name
+    /// (SQLite may hand the new one the same id).
+    account_id: (i64, SystemTime),
     /// For the navigation only; operator pages check the stored account.
     pub admin: bool,
     pub csrf: String,
@@ -58,7 +62,7 @@ impl Sessions {
     }
 
     /// A new session; returns its id.
-    fn create(&self, account: &str, admin: bool) -> String {
+    fn create(&self, account: &Account) -> String {
         let id = random_token();
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
@@ -78,8 +82,9 @@ impl Sessions {
         map.insert(
             id.clone(),
             Session {
-                account: account.to_string(),
-                admin,
+                account: account.name.clone(),
+                account_id: (account.id, account.created),
+                admin: account.admin,
                 csrf: random_token(),
                 expires: Instant::now() + self.lifetime,
             },
@@ -233,10 +238,14 @@ impl Ctx {
             .run(move |st| st.accounts.find(&name))
             .await;
         match found {
-            Ok(Some(account)) if !account.disabled => Ok(User {
-                account,
-                csrf: s.csrf.clone(),
-            }),
+            Ok(Some(account))
+                if !account.disabled && (account.id, account.created) == s.account_id =>
+            {
+                Ok(User {
+                    account,
+                    csrf: s.csrf.clone(),
+                })
+            }
             Ok(_) => {
                 self.web.sessions.remove(id);
                 Err(Redirect::to("/login").into_response())
@@ -389,7 +398,7 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
             if let Some((old, _)) = &ctx.session {
                 web.sessions.remove(old);
             }
-            let id = web.sessions.create(&account.name, account.admin);
+            let id = web.sessions.create(&account);
             tracing::info!(account = %account.name, ip = %ctx.ip, "portal login");
             let mut res = Redirect::to("/settings").into_response();
             res.headers_mut()
@@ -436,6 +445,20 @@ pub async fn logout(ctx: Ctx, body: Bytes) -> Response {
 mod tests {
     use super::*;
 
+    fn account(name: &str) -> Account {
+        Account {
+            id: 1,
+            name: name.into(),
+            address: format!("{name}@be.test"),
+            password_hash: String::new(),
+            smtp_password_hash: None,
+            secret: None,
+            disabled: false,
+            admin: false,
+            created: SystemTime::now(),
+        }
+    }
+
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
@@ -474,13 +497,13 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_removed() {
         let s = Sessions::new(Duration::from_millis(50));
-        let id = s.create("btm0001", false);
+        let id = s.create(&account("btm0001"));
         assert_eq!(id.len(), 64);
         assert_eq!(s.touch(&id).unwrap().account, "btm0001");
         assert!(s.touch("nope").is_none());
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.touch(&id).is_none());
-        let id = s.create("b", true);
+        let id = s.create(&account("b"));
         s.remove(&id);
         assert!(s.touch(&id).is_none());
     }
@@ -489,9 +512,9 @@ mod tests {
     fn end_others_keeps_only_the_given_session() {
         let s = Sessions::new(Duration::from_secs(60));
         let (a1, a2, b) = (
-            s.create("a", false),
-            s.create("a", false),
-            s.create("b", false),
+            s.create(&account("a")),
+            s.create(&account("a")),
+            s.create(&account("b")),
         );
         s.end_others("a", Some(&a1));
         assert!(s.touch(&a1).is_some() && s.touch(&a2).is_none() && s.touch(&b).is_some());
