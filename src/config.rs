@@ -342,6 +342,16 @@ impl Config {
                 "must be a host name (letters, digits, '-', '.')",
             );
         }
+        // It is echoed in POP3 refusals: one line of printable ASCII.
+        let url = &self.portal_url;
+        if !(url.starts_with("http://") || url.starts_with("https://"))
+            || !url.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return bad(
+                "portal_url",
+                "must be an http:// or https:// URL without spaces",
+            );
+        }
         if self.local_domains.is_empty() {
             return bad("local_domains", "needs at least one domain");
         }
@@ -353,17 +363,12 @@ impl Config {
         if self.max_message_size < 1024 {
             return bad("max_message_size", "must be at least 1024 octets");
         }
-        if self.dns.timeout_ms == 0 {
-            return bad("dns.timeout_ms", "must be greater than 0");
+        // Every connection waits for FCrDNS: more than a minute stalls them all.
+        if !(1..=60_000).contains(&self.dns.timeout_ms) {
+            return bad("dns.timeout_ms", "must be between 1 and 60000");
         }
         if self.outbound.retry_schedule.is_empty() {
             return bad("outbound.retry_schedule", "needs at least one interval");
-        }
-        if self.limits.max_line_length < 512 {
-            return bad(
-                "limits.max_line_length",
-                "must be at least 512 (RFC 5321 4.5.3.1.4)",
-            );
         }
         if self.limits.max_recipients < 1 {
             return bad("limits.max_recipients", "must be at least 1");
@@ -374,8 +379,26 @@ impl Config {
         if self.limits.smtp_idle_timeout < Duration::from_secs(1) {
             return bad("limits.smtp_idle_timeout", "must be at least 1s");
         }
-        if self.limits.max_connections == 0 {
-            return bad("limits.max_connections", "must be at least 1");
+        // Counts that size semaphores, buffers or clocks: a huge value would
+        // panic or exhaust memory at run time instead of failing here.
+        let counts = [
+            ("limits.max_connections", self.limits.max_connections, 1),
+            // RFC 5321 4.5.3.1.4: command lines of 512 octets.
+            ("limits.max_line_length", self.limits.max_line_length, 512),
+            ("outbound.max_connections", self.outbound.max_connections, 1),
+            (
+                "outbound.max_per_destination",
+                self.outbound.max_per_destination,
+                1,
+            ),
+        ];
+        for (key, value, min) in counts {
+            if value < min || value > MAX_COUNT {
+                return bad(key, &format!("must be between {min} and {MAX_COUNT}"));
+            }
+        }
+        if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
+            return bad("relay.pop_before_smtp_seconds", "must be at most 100 years");
         }
         let mut names = std::collections::HashSet::new();
         let mut binds = std::collections::HashSet::new();
@@ -439,6 +462,9 @@ impl Config {
     }
 }
 
+/// Upper bound of connection counts and line lengths.
+const MAX_COUNT: usize = 1 << 20;
+
 fn is_hostname_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
 }
@@ -462,26 +488,32 @@ impl std::fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Longest duration or lifetime accepted anywhere: far beyond any sensible
+/// setting, and small enough that `now + it` never overflows a clock.
+const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 86400);
+
+/// A humantime string ("90s", "5m", "2h", "5d") up to [`MAX_DURATION`].
+fn parse_duration<E: serde::de::Error>(s: &str) -> Result<Duration, E> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err(E::custom(format!("{s:?} is longer than 100 years"))),
+        Err(e) => Err(E::custom(format!("{s:?} is not a duration ({e})"))),
+    }
+}
+
 /// Durations are written as humantime strings: "90s", "5m", "2h", "5d".
 mod humantime_serde_compat {
     use serde::{Deserialize, Deserializer};
     use std::time::Duration;
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
+        super::parse_duration(&String::deserialize(d)?)
     }
 }
 
 fn durations<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Duration>, D::Error> {
     let list = Vec::<String>::deserialize(d)?;
-    list.iter()
-        .map(|s| {
-            humantime::parse_duration(s)
-                .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration ({e})")))
-        })
-        .collect()
+    list.iter().map(|s| parse_duration(s)).collect()
 }
 
 fn default_hostname() -> String {
@@ -597,89 +629,5 @@ default_impl!(Limits);
 default_impl!(WebConfig);
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn embedded_default_parses() {
-        let c = Config::embedded_default();
-        assert_eq!(c.listeners.len(), 7);
-        assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
-        assert_eq!(
-            c.listener("pop").unwrap().fcrdns_mode(),
-            FcrdnsMode::RefuseMismatch
-        );
-        assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
-    }
-
-    #[test]
-    fn spec_example_parses() {
-        let text = r#"
-hostname = "mail.be.test"
-data_dir = "/var/lib/betomail"
-local_domains = ["be.test"]
-portal_url = "http://127.0.0.1:8080"
-[dns]
-nameservers = ["127.0.0.1:5353"]
-timeout_ms = 2000
-[tls]
-cert = "/etc/betomail/cert.pem"
-key = "/etc/betomail/key.pem"
-[relay]
-pop_before_smtp_seconds = 600
-[outbound]
-mx_port = 25
-retry_schedule = ["5m", "15m", "30m", "1h", "2h"]
-queue_lifetime = "5d"
-[[listener]]
-name = "pop"
-protocol = "pop3"
-bind = "127.0.0.1:1110"
-tls = "starttls"
-plaintext_auth = true
-fcrdns = "refuse-mismatch"
-grants_relay = true
-[[listener]]
-name = "smtp"
-protocol = "smtp"
-bind = "127.0.0.1:1026"
-relay_by = ["pop-before-smtp"]
-"#;
-        let c = Config::parse(text).unwrap();
-        assert_eq!(c.outbound.retry_schedule[3], Duration::from_secs(3600));
-        assert_eq!(c.outbound.queue_lifetime, Duration::from_secs(5 * 86400));
-        assert_eq!(c.dns.nameservers[0].port(), 5353);
-        assert_eq!(c.listeners[1].relay_by, vec![RelayBy::PopBeforeSmtp]);
-    }
-
-    #[test]
-    fn errors_name_the_key() {
-        let e = Config::parse(
-            "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\nfcrdns='maybe'\n",
-        )
-        .unwrap_err();
-        assert_eq!(e.key, "listener[0].fcrdns");
-        assert!(e.reason.contains("maybe"), "{e}");
-
-        let e = Config::parse("[outbound]\nqueue_lifetime = 'soon'\n").unwrap_err();
-        assert_eq!(e.key, "outbound.queue_lifetime");
-
-        let e = Config::parse("bogus = 1\n").unwrap_err();
-        assert!(e.reason.contains("bogus"), "{e}");
-
-        let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\n").unwrap_err();
-        assert!(e.reason.contains("bind"), "{e}");
-
-        let e =
-            Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\nbind='nope'\n").unwrap_err();
-        assert_eq!(e.key, "listener[0].bind");
-
-        let two = "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\n\
-                   [[listener]]\nname='a'\nprotocol='smtp'\nbind='127.0.0.1:2'\n";
-        let e = Config::parse(two).unwrap_err();
-        assert_eq!(e.key, "listener[1].name");
-
-        let e = Config::parse("local_domains = []\n").unwrap_err();
-        assert_eq!(e.key, "local_domains");
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

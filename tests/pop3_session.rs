@@ -218,3 +218,36 @@ fn regex_like_greeting(g: &str) -> bool {
     };
     host == "mail.be.test" && pid_nanos.split('.').all(|p| p.parse::<u128>().is_ok())
 }
+
+/// SEED-7 with another Maildir reader (mutt, Dovecot) on the same mailbox:
+/// it moves the listed messages from new/ to cur/ with flags during the
+/// session. RETR, UIDL and DELE still find them, sizes stay exact.
+#[test]
+fn messages_moved_to_cur_by_another_reader_are_still_served_and_deleted() {
+    let (s, _dns) = pop_server("btm0001", "pw");
+    s.deliver("btm0001", &msg("one", "1\n"));
+    s.deliver("btm0001", &msg("two", "2\n"));
+    let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
+    c.send("UIDL\r\n");
+    let uidl = c.multiline();
+    c.send("LIST\r\n");
+    let list = c.multiline();
+    for f in maildir_files(&s, "btm0001") {
+        let cur = f.parent().unwrap().parent().unwrap().join("cur");
+        let name = f.file_name().unwrap().to_str().unwrap().to_string();
+        std::fs::rename(&f, cur.join(format!("{name}:2,S"))).unwrap();
+    }
+    let size: usize = list[1].split(' ').nth(1).unwrap().parse().unwrap();
+    assert_eq!(c.cmd("RETR 1"), format!("+OK {size} octets"));
+    let body = c.multiline();
+    let sent: usize = body.iter().map(|l| l.len() + 2).sum();
+    assert_eq!(sent, size, "{body:?}");
+    assert_eq!(c.cmd("DELE 1"), "+OK Message 1 deleted.");
+    assert!(c.cmd("QUIT").contains("(1 messages deleted)"));
+    let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
+    c.send("UIDL\r\n");
+    let after = c.multiline();
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert_eq!(after[1].split(' ').nth(1), uidl[2].split(' ').nth(1));
+    c.cmd("QUIT");
+}

@@ -145,7 +145,9 @@ fn login_cookie_flags_session_and_logout() {
         .to_string();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(cookie.contains("SameSite=Lax"), "{cookie}");
-    assert!(cookie.contains("Max-Age=3600"), "{cookie}");
+    // No fixed Max-Age: the server ends the session after an idle hour, so
+    // an active user is not logged out an hour after logging in.
+    assert!(!cookie.contains("Max-Age"), "{cookie}");
     assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
     let id = cookie
         .split(';')
@@ -238,30 +240,25 @@ fn login_csrf_garbage_and_body_limits() {
 #[test]
 fn repeated_failures_throttle_logins_from_that_ip() {
     let (s, _d) = server();
+    // One login attempt with a fresh form; its status.
+    let attempt = |b: &mut Browser, password: &str| {
+        let token = Browser::csrf_in(&b.get("/login").body);
+        b.post(
+            "/login",
+            &[
+                ("csrf", &token),
+                ("login", "btm0001"),
+                ("password", password),
+            ],
+        )
+        .status
+    };
     let mut b = Browser::new(s.addr("web"));
     b.source = Some("127.0.0.7".into());
-    let mut last = 0;
-    for _ in 0..11 {
-        let token = Browser::csrf_in(&b.get("/login").body);
-        last = b
-            .post(
-                "/login",
-                &[("csrf", &token), ("login", "btm0001"), ("password", "nope")],
-            )
-            .status;
-    }
-    assert_eq!(last, 429);
+    let statuses: Vec<u16> = (0..11).map(|_| attempt(&mut b, "nope")).collect();
+    assert_eq!(statuses.last(), Some(&429));
     // Even the right password is refused from that IP for now...
-    let token = Browser::csrf_in(&b.get("/login").body);
-    let r = b.post(
-        "/login",
-        &[
-            ("csrf", &token),
-            ("login", "btm0001"),
-            ("password", "secret-pw1"),
-        ],
-    );
-    assert_eq!(r.status, 429);
+    assert_eq!(attempt(&mut b, "secret-pw1"), 429);
     // ...while another IP logs in at once.
     let mut other = Browser::new(s.addr("web"));
     other.login("btm0001", "secret-pw1");
@@ -276,21 +273,13 @@ fn repeated_failures_throttle_logins_from_that_ip() {
     }
     let mut b = Browser::new(s.addr("web"));
     b.source = Some("127.0.0.6".into());
-    let token = Browser::csrf_in(&b.get("/login").body);
-    let r = b.post(
-        "/login",
-        &[
-            ("csrf", &token),
-            ("login", "btm0001"),
-            ("password", "secret-pw1"),
-        ],
-    );
-    assert_eq!(r.status, 429);
+    assert_eq!(attempt(&mut b, "secret-pw1"), 429);
 }
 
 #[test]
 fn settings_change_password_and_smtp_password() {
     let (s, _d) = server();
+    s.add_user("btm0002", "pw-of-0002");
     let mut b = Browser::new(s.addr("web"));
     let csrf = b.login("btm0001", "secret-pw1");
     let page = b.get("/settings").body;
@@ -309,6 +298,10 @@ fn settings_change_password_and_smtp_password() {
         "{page}"
     );
 
+    // Another browser logged in with the old password.
+    let mut stale = Browser::new(s.addr("web"));
+    stale.login("btm0001", "secret-pw1");
+
     // CSRF is required.
     let fields = [
         ("current", "secret-pw1"),
@@ -316,43 +309,24 @@ fn settings_change_password_and_smtp_password() {
         ("new2", "new-pass-22"),
     ];
     assert_eq!(b.post("/settings/password", &fields).status, 403);
-    let mut with = vec![("csrf", csrf.as_str())];
-    with.extend_from_slice(&fields);
+    let mut change = |current: &str, new: &str, new2: &str| {
+        let f = [("current", current), ("new", new), ("new2", new2)];
+        let mut with = vec![("csrf", csrf.as_str())];
+        with.extend_from_slice(&f);
+        b.post("/settings/password", &with)
+    };
     // Mismatch, too short, wrong current.
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "secret-pw1"),
-            ("new", "aaaaaaaa1"),
-            ("new2", "aaaaaaaa2"),
-        ],
-    );
-    assert_eq!(r.status, 400);
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "secret-pw1"),
-            ("new", "short"),
-            ("new2", "short"),
-        ],
-    );
-    assert_eq!(r.status, 400);
-    let r = b.post(
-        "/settings/password",
-        &[
-            ("csrf", &csrf),
-            ("current", "bad"),
-            ("new", "new-pass-22"),
-            ("new2", "new-pass-22"),
-        ],
-    );
+    assert_eq!(change("secret-pw1", "aaaaaaaa1", "aaaaaaaa2").status, 400);
+    assert_eq!(change("secret-pw1", "short", "short").status, 400);
+    let r = change("bad", "new-pass-22", "new-pass-22");
     assert_eq!(r.status, 400);
     assert!(r.body.contains("current password is incorrect"));
-    let r = b.post("/settings/password", &with);
+    let r = change("secret-pw1", "new-pass-22", "new-pass-22");
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.contains("Your password was changed"));
+    // This session goes on; the one that logged in with the old password ends.
+    assert_eq!(b.get("/settings").status, 200);
+    assert_eq!(stale.get("/settings").status, 303);
     // The new password works for POP3 too; the old one no longer does.
     pop_login(s.addr("pop"), "btm0001", "new-pass-22").cmd("QUIT");
     let mut other = Browser::new(s.addr("web"));
@@ -391,6 +365,14 @@ fn settings_change_password_and_smtp_password() {
     // A disabled account's session ends.
     assert!(s.cli(&["user", "disable", "btm0001"], b"").status.success());
     assert_eq!(b.get("/settings").status, 303);
+
+    // So does one whose account was deleted, even when a new account gets
+    // the same name.
+    let mut gone = Browser::new(s.addr("web"));
+    gone.login("btm0002", "pw-of-0002");
+    assert!(s.cli(&["user", "del", "btm0002"], b"").status.success());
+    s.add_user("btm0002", "pw-of-the-new-0002");
+    assert_eq!(gone.get("/settings").status, 303);
 }
 
 #[test]
@@ -565,7 +547,7 @@ fn operator_pages_and_metrics() {
         403
     );
 
-    // Disable / enable / reset.
+    // Disable / enable / reset (which ends the account's portal sessions).
     let r = admin.post(
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "disable"), ("name", "btm0002")],
@@ -576,6 +558,9 @@ fn operator_pages_and_metrics() {
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "enable"), ("name", "btm0002")],
     );
+    let mut victim = Browser::new(s.addr("web"));
+    victim.login("btm0002", &pw);
+    assert_eq!(victim.get("/settings").status, 200);
     let r = admin.post(
         "/admin/accounts",
         &[("csrf", &csrf), ("action", "reset"), ("name", "btm0002")],
@@ -583,6 +568,7 @@ fn operator_pages_and_metrics() {
     let at = r.body.find("class=\"secret\">").unwrap() + 15;
     let pw2 = r.body[at..at + 16].to_string();
     assert_ne!(pw, pw2);
+    assert_eq!(victim.get("/settings").status, 303);
     // Generated passwords are shown, never logged.
     assert!(s.logged("new password for btm0002"));
     let log = s.log_text();
@@ -623,7 +609,10 @@ fn operator_pages_and_metrics() {
     assert!(metrics
         .body
         .contains("betomail_queue_recipients{state=\"pending\"} 0"));
-    let r = admin.post("/admin/locks", &[("csrf", &csrf), ("name", "btm0001")]);
+    let r = admin.post(
+        "/admin/locks",
+        &[("csrf", &csrf), ("name", "btm0001@be.test")],
+    );
     assert!(r.body.contains("lock of btm0001 cleared"));
     assert!(admin.get("/metrics").body.contains("betomail_pop_locks 0"));
     assert!(page.contains("POP-before-SMTP grants") && page.contains("127.0.0.1"));
@@ -652,6 +641,13 @@ fn forwarded_for_only_from_trusted_proxies() {
         .get("/dns-check")
         .body
         .contains("reported by our own proxy"));
+    // Metrics are for the operator: not for a visitor from elsewhere.
+    let mut visitor = Browser::new(s.addr("web"));
+    visitor
+        .headers
+        .push(("X-Forwarded-For".into(), "192.0.2.5".into()));
+    assert_eq!(visitor.get("/metrics").status, 303);
+    assert_eq!(b.get("/metrics").status, 200);
     // A proxy that terminates HTTPS says so: cookies become Secure.
     b.headers.push(("X-Forwarded-Proto".into(), "https".into()));
     let login = b.get("/login");

@@ -1,6 +1,8 @@
 //! Failed-login counting per client IP, shared by POP3, SMTP and the portal:
 //! each failure doubles the delay before the next answer, up to a cap, and a
-//! success or a quiet period resets it.
+//! success or a quiet period resets it. IPv6 clients count per /64, the
+//! block one subscriber gets: otherwise every guess could come from a fresh
+//! address and never be slowed down.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -43,7 +45,7 @@ impl FailureTracker {
 
     /// Records a failure and returns how long to wait before answering it.
     pub fn failed(&self, ip: IpAddr) -> Duration {
-        let ip = ip.to_canonical();
+        let ip = key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         if counts.len() >= MAX_TRACKED {
             let window = self.policy.window;
@@ -65,13 +67,13 @@ impl FailureTracker {
         self.counts
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip.to_canonical());
+            .remove(&key(ip));
     }
 
     /// Recent failures from `ip` (for the portal's throttle).
     pub fn recent(&self, ip: IpAddr) -> u32 {
         let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        match counts.get(&ip.to_canonical()) {
+        match counts.get(&key(ip)) {
             Some((n, at)) if at.elapsed() < self.policy.window => *n,
             _ => 0,
         }
@@ -80,6 +82,14 @@ impl FailureTracker {
     fn delay_for(&self, failures: u32) -> Duration {
         let factor = 1u32 << failures.saturating_sub(1).min(16);
         self.policy.base.saturating_mul(factor).min(self.policy.max)
+    }
+}
+
+/// The counting key: an IPv4 address, or the /64 of an IPv6 one.
+fn key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        v4 => v4,
     }
 }
 
@@ -103,5 +113,16 @@ mod tests {
         t.succeeded(ip);
         assert_eq!(t.recent(ip), 0);
         assert_eq!(t.failed(ip), Duration::from_millis(100));
+    }
+
+    #[test]
+    fn ipv6_counts_per_64() {
+        let t = FailureTracker::new(FailurePolicy::default());
+        t.failed("2001:db8:1:2::1".parse().unwrap());
+        t.failed("2001:db8:1:2:ffff::9".parse().unwrap());
+        assert_eq!(t.recent("2001:db8:1:2::77".parse().unwrap()), 2);
+        assert_eq!(t.recent("2001:db8:1:3::1".parse().unwrap()), 0);
+        t.succeeded("2001:db8:1:2::5".parse().unwrap());
+        assert_eq!(t.recent("2001:db8:1:2::1".parse().unwrap()), 0);
     }
 }

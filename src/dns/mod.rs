@@ -187,6 +187,11 @@ fn absolute(name: &str) -> Option<Name> {
     Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).ok()
 }
 
+/// A name as ASCII text without the trailing dot (IDNs in xn-- form).
+fn ascii_name(name: &Name) -> String {
+    name.to_ascii().trim_end_matches('.').to_string()
+}
+
 fn reverse_name(ip: IpAddr) -> Name {
     match ip {
         IpAddr::V4(v4) => {
@@ -344,11 +349,14 @@ impl Dns {
             forward: BTreeMap::new(),
             verdict: Verdict::NoPtr,
         };
-        let names: Vec<String> = match self.query(reverse_name(ip), RecordType::PTR).await {
+        // The names as received are looked up; shown, they are ASCII (an IDN
+        // stays in its xn-- form, odd octets escaped): the text goes into
+        // protocol replies.
+        let names: Vec<Name> = match self.query(reverse_name(ip), RecordType::PTR).await {
             Lookup::Found(l) => l
-                .iter()
+                .into_iter()
                 .filter_map(|r| match r {
-                    RData::PTR(p) => Some(p.0.to_utf8().trim_end_matches('.').to_string()),
+                    RData::PTR(p) => Some(p.0),
                     _ => None,
                 })
                 .collect(),
@@ -362,14 +370,10 @@ impl Dns {
         if names.is_empty() {
             return report;
         }
-        report.ptr = names;
+        report.ptr = names.iter().map(ascii_name).collect();
         let mut temp = false;
         let mut any_forward = false;
-        for name in report.ptr.iter().take(self.max_ptr) {
-            let Some(fqdn) = absolute(name) else {
-                report.forward.insert(name.clone(), Vec::new());
-                continue;
-            };
+        for (fqdn, name) in names.into_iter().zip(&report.ptr).take(self.max_ptr) {
             match self.query_addrs(fqdn).await {
                 Lookup::Found(l) => {
                     let addrs: Vec<IpAddr> = l.iter().map(|a| a.to_canonical()).collect();
@@ -410,7 +414,7 @@ impl Dns {
                     .filter_map(|r| match r {
                         RData::MX(mx) => Some(MxHost {
                             preference: mx.preference(),
-                            host: mx.exchange().to_utf8().trim_end_matches('.').to_string(),
+                            host: ascii_name(mx.exchange()),
                         }),
                         _ => None,
                     })

@@ -148,11 +148,12 @@ fn parse_name(name: &str) -> Option<(String, Option<u64>, SystemTime)> {
         return None;
     }
     let base = name.split([',', ':']).next()?;
+    // S= is the file's size, which is what RETR sends. (W=, Dovecot's CRLF
+    // "virtual" size, differs for an LF file that Dovecot wrote.)
     let size = name
         .split([',', ':'])
-        .filter_map(|p| p.strip_prefix("W=").or_else(|| p.strip_prefix("S=")))
-        .filter_map(|v| v.parse().ok())
-        .next_back();
+        .find_map(|p| p.strip_prefix("S="))
+        .and_then(|v| v.parse().ok());
     let mut parts = base.split('.');
     let secs: u64 = parts.next()?.parse().unwrap_or(0);
     // Our names carry microseconds (`.M<usecs>P`): order within one second.
@@ -394,6 +395,16 @@ mod tests {
             .unwrap()
             .next()
             .is_none());
+    }
+
+    #[test]
+    fn sizes_from_names() {
+        let size = |n: &str| parse_name(n).unwrap().1;
+        assert_eq!(size("1.M2P3Q4.h,S=57,W=57"), Some(57));
+        assert_eq!(size("1.M2P3Q4.h,S=57,W=57:2,S"), Some(57));
+        // Written by Dovecot with LF line ends: RETR sends the 100 octets.
+        assert_eq!(size("1.M2P3.dovecot,S=100,W=104:2,"), Some(100));
+        assert_eq!(size("1.M2P3.mutt:2,S"), None);
     }
 
     #[test]

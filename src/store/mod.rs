@@ -172,7 +172,10 @@ pub struct Store {
 impl Store {
     /// The embedded backend: SQLite and Maildir under `data_dir`.
     pub fn open_embedded(data_dir: &Path, hostname: &str) -> Result<Store> {
-        std::fs::create_dir_all(data_dir)?;
+        // Password hashes, APOP secrets (NEW-1) and everyone's mail live
+        // here: a new data directory is for the server's user only.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(data_dir)?;
         let db = Arc::new(sqlite::Db::open(&data_dir.join("betomail.sqlite3"))?);
         let mail = Arc::new(maildir::Maildirs::new(data_dir.join("mail"), hostname)?);
         let queue = Arc::new(queue::SqliteQueue::new(db.clone(), data_dir.join("queue"))?);
@@ -195,5 +198,19 @@ impl Store {
         tokio::task::spawn_blocking(move || f(&store))
             .await
             .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_new_data_dir_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("a/data");
+        super::Store::open_embedded(&data, "h").unwrap();
+        let mode = std::fs::metadata(&data).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
     }
 }

@@ -17,7 +17,8 @@ use std::time::SystemTime;
 /// Accounts shown at once; the search box narrows the list.
 const MAX_ACCOUNTS_SHOWN: usize = 200;
 
-async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
+/// The logged-in operator (checking the form's CSRF token for a post).
+pub async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
     let user = match form {
         Some(f) => ctx.user_for_post(f).await?,
         None => ctx.user().await?,
@@ -32,6 +33,13 @@ async fn admin(ctx: &Ctx, form: Option<&Form>) -> Result<User, Response> {
         ));
     }
     Ok(user)
+}
+
+/// An operator's form post with its CSRF token checked.
+async fn admin_post(ctx: &Ctx, body: &Bytes) -> Result<(Form, User), Response> {
+    let form = Form::from_body(body);
+    let user = admin(ctx, Some(&form)).await?;
+    Ok((form, user))
 }
 
 pub async fn page_handler(ctx: Ctx) -> Response {
@@ -91,10 +99,16 @@ fn account_name(form: &Form) -> anyhow::Result<String> {
         .ok_or_else(|| anyhow::anyhow!("no account given"))
 }
 
+fn find(store: &crate::store::Store, name: &str) -> anyhow::Result<crate::store::Account> {
+    store
+        .accounts
+        .find(name)?
+        .ok_or_else(|| anyhow::anyhow!("no account {name:?}"))
+}
+
 pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let config = ctx.app().config.clone();
@@ -102,7 +116,9 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
     let name = account_name(&form);
     let address = form.get("address").map(str::to_string);
     let make_admin = form.get("admin").is_some();
+    let web = ctx.web.clone();
     outcome(&ctx, &user, move |store| {
+        let sessions = &web.sessions;
         let name = name?;
         if action == "add" {
             let pw = crate::cli::add_account(store, &config, &name, address.as_deref(), None)?;
@@ -114,10 +130,7 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
                 secret: pw,
             });
         }
-        let a = store
-            .accounts
-            .find(&name)?
-            .ok_or_else(|| anyhow::anyhow!("no account {name:?}"))?;
+        let a = find(store, &name)?;
         match action.as_str() {
             "disable" | "enable" => {
                 store.accounts.set_disabled(&a.name, action == "disable")?;
@@ -125,6 +138,7 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
             }
             "reset" => {
                 let pw = crate::cli::reset_password(store, &a.name)?;
+                sessions.end_others(&a.name, None);
                 Ok(Done {
                     summary: format!("new password for {}", a.name),
                     secret: Some(pw),
@@ -137,14 +151,14 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let name = account_name(&form);
     outcome(&ctx, &user, move |store| {
-        let name = name?;
+        // By login name or address, as everywhere (SEED-1).
+        let name = find(store, &name?)?.name;
         Done::said(if store.locks.clear(&name)? {
             format!("lock of {name} cleared")
         } else {
@@ -155,9 +169,8 @@ pub async fn locks(ctx: Ctx, body: Bytes) -> Response {
 }
 
 pub async fn queue(ctx: Ctx, body: Bytes) -> Response {
-    let form = Form::from_body(&body);
-    let user = match admin(&ctx, Some(&form)).await {
-        Ok(u) => u,
+    let (form, user) = match admin_post(&ctx, &body).await {
+        Ok(x) => x,
         Err(r) => return r,
     };
     let id = form.get("id").unwrap_or("").to_string();

@@ -9,6 +9,13 @@ use std::fmt::Write;
 use std::time::SystemTime;
 
 pub async fn metrics(ctx: Ctx) -> Response {
+    // Account and queue figures are for the operator: a scraper on this
+    // host, or a logged-in operator; not every visitor of the portal.
+    if !ctx.ip.is_loopback() {
+        if let Err(r) = super::admin::admin(&ctx, None).await {
+            return r;
+        }
+    }
     let counts = ctx
         .app()
         .store

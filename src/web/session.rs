@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 const SESSION_COOKIE: &str = "bt_session";
 /// Login CSRF: a random token in a cookie that the login form repeats.
@@ -30,6 +30,10 @@ const REFUSE_AFTER_FAILURES: u32 = 10;
 #[derive(Debug, Clone)]
 pub struct Session {
     pub account: String,
+    /// The account's row id and creation time: a session outlives neither
+    /// its account's deletion nor a new account that gets the same name
+    /// (SQLite may hand the new one the same id).
+    account_id: (i64, SystemTime),
     /// For the navigation only; operator pages check the stored account.
     pub admin: bool,
     pub csrf: String,
@@ -58,7 +62,7 @@ impl Sessions {
     }
 
     /// A new session; returns its id.
-    fn create(&self, account: &str, admin: bool) -> String {
+    fn create(&self, account: &Account) -> String {
         let id = random_token();
         let mut map = self.lock();
         if map.len() >= MAX_SESSIONS {
@@ -78,8 +82,9 @@ impl Sessions {
         map.insert(
             id.clone(),
             Session {
-                account: account.to_string(),
-                admin,
+                account: account.name.clone(),
+                account_id: (account.id, account.created),
+                admin: account.admin,
                 csrf: random_token(),
                 expires: Instant::now() + self.lifetime,
             },
@@ -106,6 +111,13 @@ impl Sessions {
 
     fn remove(&self, id: &str) {
         self.lock().remove(id);
+    }
+
+    /// Ends every session of `account` except `keep` (after its password
+    /// changed: whoever logged in with the old one is out).
+    pub fn end_others(&self, account: &str, keep: Option<&str>) {
+        self.lock()
+            .retain(|id, s| s.account != account || Some(id.as_str()) == keep);
     }
 }
 
@@ -226,10 +238,14 @@ impl Ctx {
             .run(move |st| st.accounts.find(&name))
             .await;
         match found {
-            Ok(Some(account)) if !account.disabled => Ok(User {
-                account,
-                csrf: s.csrf.clone(),
-            }),
+            Ok(Some(account))
+                if !account.disabled && (account.id, account.created) == s.account_id =>
+            {
+                Ok(User {
+                    account,
+                    csrf: s.csrf.clone(),
+                })
+            }
             Ok(_) => {
                 self.web.sessions.remove(id);
                 Err(Redirect::to("/login").into_response())
@@ -280,11 +296,15 @@ impl Ctx {
         (status, page(self, title, &body)).into_response()
     }
 
-    fn session_cookie(&self, id: &str, max_age: u64) -> HeaderValue {
+    /// The session cookie; `max_age` Some(0) deletes it. A live session's
+    /// cookie has no Max-Age: the server ends it after the idle lifetime,
+    /// and a fixed Max-Age would log out a user who is still active.
+    fn session_cookie(&self, id: &str, max_age: Option<u64>) -> HeaderValue {
         let secure = if self.secure { "; Secure" } else { "" };
-        let v = format!(
-            "{SESSION_COOKIE}={id}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax{secure}"
-        );
+        let max_age = max_age
+            .map(|s| format!("; Max-Age={s}"))
+            .unwrap_or_default();
+        let v = format!("{SESSION_COOKIE}={id}; Path=/{max_age}; HttpOnly; SameSite=Lax{secure}");
         HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
     }
 }
@@ -378,12 +398,11 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
             if let Some((old, _)) = &ctx.session {
                 web.sessions.remove(old);
             }
-            let id = web.sessions.create(&account.name, account.admin);
+            let id = web.sessions.create(&account);
             tracing::info!(account = %account.name, ip = %ctx.ip, "portal login");
-            let max_age = web.app.config.web.session_lifetime.as_secs();
             let mut res = Redirect::to("/settings").into_response();
             res.headers_mut()
-                .append(header::SET_COOKIE, ctx.session_cookie(&id, max_age));
+                .append(header::SET_COOKIE, ctx.session_cookie(&id, None));
             res
         }
         AuthResult::Failed => {
@@ -418,13 +437,27 @@ pub async fn logout(ctx: Ctx, body: Bytes) -> Response {
     ctx.web.sessions.remove(id);
     let mut res = Redirect::to("/").into_response();
     res.headers_mut()
-        .append(header::SET_COOKIE, ctx.session_cookie("", 0));
+        .append(header::SET_COOKIE, ctx.session_cookie("", Some(0)));
     res
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn account(name: &str) -> Account {
+        Account {
+            id: 1,
+            name: name.into(),
+            address: format!("{name}@be.test"),
+            password_hash: String::new(),
+            smtp_password_hash: None,
+            secret: None,
+            disabled: false,
+            admin: false,
+            created: SystemTime::now(),
+        }
+    }
 
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -464,15 +497,29 @@ mod tests {
     #[test]
     fn sessions_expire_and_are_removed() {
         let s = Sessions::new(Duration::from_millis(50));
-        let id = s.create("btm0001", false);
+        let id = s.create(&account("btm0001"));
         assert_eq!(id.len(), 64);
         assert_eq!(s.touch(&id).unwrap().account, "btm0001");
         assert!(s.touch("nope").is_none());
         std::thread::sleep(Duration::from_millis(80));
         assert!(s.touch(&id).is_none());
-        let id = s.create("b", true);
+        let id = s.create(&account("b"));
         s.remove(&id);
         assert!(s.touch(&id).is_none());
+    }
+
+    #[test]
+    fn end_others_keeps_only_the_given_session() {
+        let s = Sessions::new(Duration::from_secs(60));
+        let (a1, a2, b) = (
+            s.create(&account("a")),
+            s.create(&account("a")),
+            s.create(&account("b")),
+        );
+        s.end_others("a", Some(&a1));
+        assert!(s.touch(&a1).is_some() && s.touch(&a2).is_none() && s.touch(&b).is_some());
+        s.end_others("a", None);
+        assert!(s.touch(&a1).is_none());
     }
 
     #[test]

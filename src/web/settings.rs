@@ -84,6 +84,8 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
     {
         return ctx.store_error(e);
     }
+    let current = ctx.session.as_ref().map(|(id, _)| id.as_str());
+    ctx.web.sessions.end_others(&user.account.name, current);
     tracing::info!(account = %user.account.name, "password changed in the portal");
     let n = Notice::Good.html(l.t(
         "パスワードを変更しました。メールソフトのパスワードも新しいものに変更してください。",

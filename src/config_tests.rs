@@ -1,0 +1,150 @@
+//! Unit tests of config parsing and validation.
+
+use super::*;
+
+#[test]
+fn embedded_default_parses() {
+    let c = Config::embedded_default();
+    assert_eq!(c.listeners.len(), 7);
+    assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
+    assert_eq!(
+        c.listener("pop").unwrap().fcrdns_mode(),
+        FcrdnsMode::RefuseMismatch
+    );
+    assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
+}
+
+#[test]
+fn spec_example_parses() {
+    let text = r#"
+hostname = "mail.be.test"
+data_dir = "/var/lib/betomail"
+local_domains = ["be.test"]
+portal_url = "http://127.0.0.1:8080"
+[dns]
+nameservers = ["127.0.0.1:5353"]
+timeout_ms = 2000
+[tls]
+cert = "/etc/betomail/cert.pem"
+key = "/etc/betomail/key.pem"
+[relay]
+pop_before_smtp_seconds = 600
+[outbound]
+mx_port = 25
+retry_schedule = ["5m", "15m", "30m", "1h", "2h"]
+queue_lifetime = "5d"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:1110"
+tls = "starttls"
+plaintext_auth = true
+fcrdns = "refuse-mismatch"
+grants_relay = true
+[[listener]]
+name = "smtp"
+protocol = "smtp"
+bind = "127.0.0.1:1026"
+relay_by = ["pop-before-smtp"]
+"#;
+    let c = Config::parse(text).unwrap();
+    assert_eq!(c.outbound.retry_schedule[3], Duration::from_secs(3600));
+    assert_eq!(c.outbound.queue_lifetime, Duration::from_secs(5 * 86400));
+    assert_eq!(c.dns.nameservers[0].port(), 5353);
+    assert_eq!(c.listeners[1].relay_by, vec![RelayBy::PopBeforeSmtp]);
+}
+
+#[test]
+fn errors_name_the_key() {
+    let e = Config::parse(
+        "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\nfcrdns='maybe'\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.key, "listener[0].fcrdns");
+    assert!(e.reason.contains("maybe"), "{e}");
+
+    let e = Config::parse("[outbound]\nqueue_lifetime = 'soon'\n").unwrap_err();
+    assert_eq!(e.key, "outbound.queue_lifetime");
+
+    let e = Config::parse("bogus = 1\n").unwrap_err();
+    assert!(e.reason.contains("bogus"), "{e}");
+
+    let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\n").unwrap_err();
+    assert!(e.reason.contains("bind"), "{e}");
+
+    let e = Config::parse("[[listener]]\nname='a'\nprotocol='pop3'\nbind='nope'\n").unwrap_err();
+    assert_eq!(e.key, "listener[0].bind");
+
+    let two = "[[listener]]\nname='a'\nprotocol='pop3'\nbind='127.0.0.1:1'\n\
+               [[listener]]\nname='a'\nprotocol='smtp'\nbind='127.0.0.1:2'\n";
+    let e = Config::parse(two).unwrap_err();
+    assert_eq!(e.key, "listener[1].name");
+
+    let e = Config::parse("local_domains = []\n").unwrap_err();
+    assert_eq!(e.key, "local_domains");
+}
+
+/// Values that parse but would panic or exhaust memory at run time (a
+/// semaphore too large, `now + lifetime` overflowing the clock) are refused
+/// at load, with the key named.
+#[test]
+fn out_of_range_values_are_refused() {
+    let listener = "[[listener]]\nname='p'\nprotocol='pop3'\nbind='127.0.0.1:0'\n";
+    let cases = [
+        (
+            "[limits]\nmax_connections = 9223372036854775807\n",
+            "limits.max_connections",
+        ),
+        (
+            "[limits]\nmax_line_length = 9223372036854775807\n",
+            "limits.max_line_length",
+        ),
+        (
+            "[limits]\nmax_line_length = 100\n",
+            "limits.max_line_length",
+        ),
+        (
+            "[outbound]\nmax_connections = 0\n",
+            "outbound.max_connections",
+        ),
+        (
+            "[outbound]\nmax_per_destination = 0\n",
+            "outbound.max_per_destination",
+        ),
+        (
+            "[relay]\npop_before_smtp_seconds = 9223372036854775807\n",
+            "relay.pop_before_smtp_seconds",
+        ),
+        (
+            "[web]\nsession_lifetime = '400000000000y'\n",
+            "web.session_lifetime",
+        ),
+        (
+            "[outbound]\nqueue_lifetime = '200y'\n",
+            "outbound.queue_lifetime",
+        ),
+        (
+            "[outbound]\nretry_schedule = ['1m', '200y']\n",
+            "outbound.retry_schedule",
+        ),
+        (
+            "[dns]\ntimeout_ms = 9223372036854775807\n",
+            "dns.timeout_ms",
+        ),
+        ("[dns]\ntimeout_ms = 0\n", "dns.timeout_ms"),
+        ("portal_url = \"http://x/\\r\\n+OK\"\n", "portal_url"),
+        ("portal_url = \"javascript:alert(1)\"\n", "portal_url"),
+    ];
+    for (text, key) in cases {
+        let e = Config::parse(&format!("{text}{listener}")).unwrap_err();
+        assert!(e.key.starts_with(key), "{text}: {e}");
+    }
+    // Odd but valid: no listeners, port 0, IPv6 binds, long lifetimes.
+    let c = Config::parse(
+        "[web]\nsession_lifetime = '10y'\n[[listener]]\nname='p'\nprotocol='pop3'\nbind='[::1]:0'\n\
+         [[listener]]\nname='q'\nprotocol='pop3'\nbind='[::1]:0'\n",
+    )
+    .unwrap();
+    assert_eq!(c.listeners.len(), 2);
+    assert!(Config::parse("").unwrap().listeners.is_empty());
+}
