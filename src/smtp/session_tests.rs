@@ -1,6 +1,5 @@
 use super::*;
 use crate::smtp::command::parse;
-use std::time::SystemTime;
 
 fn settings() -> Settings {
     Settings {
@@ -18,17 +17,7 @@ fn settings() -> Settings {
 }
 
 fn account(name: &str, id: i64) -> Account {
-    Account {
-        id,
-        name: name.into(),
-        address: format!("{name}@be.test"),
-        password_hash: String::new(),
-        smtp_password_hash: None,
-        secret: None,
-        disabled: false,
-        admin: false,
-        created: SystemTime::now(),
-    }
+    Account::for_test(name, id)
 }
 
 /// Drives a session, answering lookups from `users` and grants with `granted`.

@@ -317,17 +317,7 @@ mod tests {
     use super::*;
 
     fn account(name: &str) -> Account {
-        Account {
-            id: 1,
-            name: name.into(),
-            address: format!("{name}@be.test"),
-            password_hash: String::new(),
-            smtp_password_hash: None,
-            secret: None,
-            disabled: false,
-            admin: false,
-            created: SystemTime::now(),
-        }
+        Account::for_test(name, 1)
     }
 
     fn crlf(input: &[u8]) -> Vec<u8> {

@@ -58,6 +58,24 @@ pub struct Account {
     pub created: SystemTime,
 }
 
+#[cfg(test)]
+impl Account {
+    /// A plain account `<name>@be.test` for unit tests.
+    pub fn for_test(name: &str, id: i64) -> Account {
+        Account {
+            id,
+            name: name.into(),
+            address: format!("{name}@be.test"),
+            password_hash: String::new(),
+            smtp_password_hash: None,
+            secret: None,
+            disabled: false,
+            admin: false,
+            created: SystemTime::now(),
+        }
+    }
+}
+
 pub trait AccountStore: Send + Sync {
     /// By login name or full address, case-insensitively (SEED-1).
     fn find(&self, login: &str) -> Result<Option<Account>>;
