@@ -43,6 +43,10 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         };
     }
     println!("add an account: betomail user add NAME   (then read mail with any POP3 client)");
+    if let Ok(None) = app.store.run(|s| s.accounts.find("postmaster")).await {
+        // RFC 5321 4.5.1: every mail domain must accept mail for postmaster.
+        tracing::warn!("no `postmaster` account: mail to postmaster@ is refused until `betomail user add postmaster` is run");
+    }
     tokio::spawn(purge_grants(app.clone()));
     tokio::spawn(crate::delivery::outbound::run(app.clone(), own_smtp));
     shutdown_signal().await;
