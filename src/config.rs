@@ -199,6 +199,13 @@ pub struct Limits {
     /// Open connections per listener; more wait in the kernel backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Open connections per listener from one client IP (Postfix's
+    /// smtpd_client_connection_count_limit); more are refused at once.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Networks without the per-IP limit (local webmail, monitoring).
+    #[serde(default = "default_connection_limit_exempt")]
+    pub connection_limit_exempt: Vec<ipnet::IpNet>,
     /// `Received:` headers above which a message is refused as a loop.
     #[serde(default = "default_max_received")]
     pub max_received_headers: usize,
@@ -383,6 +390,11 @@ impl Config {
         // panic or exhaust memory at run time instead of failing here.
         let counts = [
             ("limits.max_connections", self.limits.max_connections, 1),
+            (
+                "limits.max_connections_per_ip",
+                self.limits.max_connections_per_ip,
+                1,
+            ),
             // RFC 5321 4.5.3.1.4: command lines of 512 octets.
             ("limits.max_line_length", self.limits.max_line_length, 512),
             ("outbound.max_connections", self.outbound.max_connections, 1),
@@ -596,6 +608,15 @@ fn default_auth_fail_max() -> Duration {
 }
 fn default_max_recipients() -> usize {
     1000
+}
+fn default_max_connections_per_ip() -> usize {
+    50
+}
+fn default_connection_limit_exempt() -> Vec<ipnet::IpNet> {
+    ["127.0.0.0/8", "::1/128"]
+        .iter()
+        .map(|n| n.parse().expect("valid networks"))
+        .collect()
 }
 fn default_max_connections() -> usize {
     20_000

@@ -1,28 +1,101 @@
-//! The accept loop: one task per connection, at most `max` at once (more
-//! wait in the kernel backlog), so a flood cannot exhaust memory.
+//! The accept loop: one task per connection, at most `max_connections` at
+//! once (more wait in the kernel backlog) and at most
+//! `max_connections_per_ip` from one client, so neither a flood nor one
+//! greedy host can exhaust memory or lock others out.
 
+use crate::config::Limits;
+use std::collections::HashMap;
 use std::future::Future;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-pub async fn accept_loop<F, Fut>(listener: TcpListener, max: usize, handler: F)
-where
+/// Open connections per client IP; an entry lives while its count is > 0.
+#[derive(Default)]
+struct PerIp(Mutex<HashMap<IpAddr, usize>>);
+
+/// Holds one slot of a client IP; frees it when the connection ends.
+struct IpSlot {
+    table: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.table.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Runs `handler` for each accepted connection. A client over its per-IP
+/// limit gets `refusal` (the protocol's "too many connections" reply) and
+/// is closed without reaching the handler.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: &Limits,
+    refusal: &'static [u8],
+    handler: F,
+) where
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let permits = Arc::new(Semaphore::new(max));
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
+    let max_per_ip = limits.max_connections_per_ip;
+    let exempt = limits.connection_limit_exempt.clone();
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
         match listener.accept().await {
-            Ok((tcp, peer)) => {
+            Ok((mut tcp, peer)) => {
+                let ip = peer.ip().to_canonical();
+                let slot = if exempt.iter().any(|n| n.contains(&ip)) {
+                    None
+                } else {
+                    match per_ip.take(ip, max_per_ip) {
+                        Some(slot) => Some(slot),
+                        None => {
+                            drop(permit);
+                            tracing::info!(%peer, "too many connections from one address");
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(
+                                    Duration::from_secs(5),
+                                    tcp.write_all(refusal),
+                                )
+                                .await;
+                            });
+                            continue;
+                        }
+                    }
+                };
                 let fut = handler(tcp, peer);
                 tokio::spawn(async move {
                     fut.await;
+                    drop(slot);
                     drop(permit);
                 });
             }
@@ -32,5 +105,50 @@ where
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn one_address_gets_only_its_share() {
+        let mut limits: Limits = toml::from_str("max_connections_per_ip = 2").unwrap();
+        limits.connection_limit_exempt.clear();
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            accept_loop(l, &limits, b"busy\r\n", |mut s, _| async move {
+                let _ = s.write_all(b"hello\r\n").await;
+                let mut b = [0u8; 1];
+                let _ = s.read(&mut b).await; // held until the client closes
+            })
+            .await
+        });
+        async fn first_line(c: &mut TcpStream) -> String {
+            let mut buf = vec![0u8; 16];
+            let n = c.read(&mut buf).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        }
+        let mut a = TcpStream::connect(addr).await.unwrap();
+        let mut b = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(first_line(&mut a).await, "hello\r\n");
+        assert_eq!(first_line(&mut b).await, "hello\r\n");
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        assert_eq!(first_line(&mut c).await, "busy\r\n");
+        // A slot is freed when its connection ends.
+        drop(a);
+        let mut ok = false;
+        for _ in 0..50 {
+            let mut d = TcpStream::connect(addr).await.unwrap();
+            if first_line(&mut d).await == "hello\r\n" {
+                ok = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(ok, "the freed slot was never given out again");
     }
 }

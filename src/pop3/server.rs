@@ -24,12 +24,15 @@ use tracing::Instrument;
 /// Read size while streaming a message.
 const CHUNK: usize = 256 * 1024;
 
+/// RFC 2449 8.1.2: SYS/TEMP for a condition that may pass.
+const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let listener = Arc::new(listener);
-    let max = app.config.limits.max_connections;
-    net::accept_loop(tcp, max, move |stream, peer| {
+    let limits = app.config.limits.clone();
+    net::accept_loop(tcp, &limits, TOO_MANY, move |stream, peer| {
         let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
         handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)

@@ -65,23 +65,22 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         spool_dir,
     });
     static SESSIONS: AtomicU64 = AtomicU64::new(1);
-    accept_loop(
-        tcp,
-        app.config.limits.max_connections,
-        move |stream, peer| {
-            let ctx = ctx.clone();
-            let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
-            async move {
-                let mut conn = Conn::new(stream, peer);
-                if let Err(e) = serve(&ctx, &mut conn).await {
-                    tracing::debug!(error = %e, "connection ended");
-                }
-                conn.shutdown().await;
+    let limits = app.config.limits.clone();
+    // RFC 5321 3.8: 421 and close when the service cannot take the client.
+    let too_many: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
+    accept_loop(tcp, &limits, too_many, move |stream, peer| {
+        let ctx = ctx.clone();
+        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
+        async move {
+            let mut conn = Conn::new(stream, peer);
+            if let Err(e) = serve(&ctx, &mut conn).await {
+                tracing::debug!(error = %e, "connection ended");
             }
-            .instrument(span)
-        },
-    )
+            conn.shutdown().await;
+        }
+        .instrument(span)
+    })
     .await;
 }
 
