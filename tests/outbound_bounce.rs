@@ -2,45 +2,19 @@
 //! the null sender is never bounced.
 
 mod common;
+mod outbound_util;
 use common::*;
+use outbound_util::*;
 use std::time::Duration;
 
-const ONE_LISTENER: &str = r#"
-[[listener]]
-name = "pop"
-protocol = "pop3"
-bind = "127.0.0.1:0"
-"#;
-
-fn sender(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
-    let s = TestServer::start(
-        &format!(
-            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\nconnect_timeout = \"2s\"\n{outbound}\n",
-            dns.config(1000)
-        ),
-        ONE_LISTENER,
-    );
+/// A sender with the local account btm0001, which receives the DSNs.
+fn sender_with_account(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
+    let s = sender(dns, port, outbound);
     s.add_user("btm0001", "pw");
     s
 }
 
-/// Queues a message (as `queue inject`); returns its queue id.
-fn inject(s: &TestServer, from: &str, to: &[&str]) -> String {
-    let mut args = vec!["queue", "inject", "--from", from, "--to"];
-    args.extend_from_slice(to);
-    let out = s.cli(
-        &args,
-        b"From: btm0001@be.test\nSubject: my report\n\nbody\n",
-    );
-    assert!(out.status.success(), "inject: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.trim().strip_prefix("queued as ").unwrap().to_string()
-}
-
-fn queue_empty(s: &TestServer) -> bool {
-    let out = s.cli(&["queue", "list"], b"");
-    String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
-}
+const REPORT: &[u8] = b"From: btm0001@be.test\nSubject: my report\n\nbody\n";
 
 fn dsns(s: &TestServer) -> Vec<String> {
     mailbox(&s.data_dir(), "btm0001")
@@ -60,8 +34,13 @@ fn a_5xx_recipient_bounces_once_and_the_others_are_delivered() {
         &[],
     );
     let sink = SmtpSink::start("127.0.0.21", port, &["--reject", "bad@far.test"]);
-    let s = sender(&dns, port, "");
-    inject(&s, "btm0001@be.test", &["ok@far.test", "bad@far.test"]);
+    let s = sender_with_account(&dns, port, "");
+    inject(
+        &s,
+        "btm0001@be.test",
+        &["ok@far.test", "bad@far.test"],
+        REPORT,
+    );
     let got = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(got[0].0["rcpt_tos"], serde_json::json!(["ok@far.test"]));
     assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
@@ -100,8 +79,8 @@ fn a_host_that_stays_down_bounces_after_the_queue_lifetime() {
         ],
         &[],
     );
-    let s = sender(&dns, port, "queue_lifetime = \"4s\"");
-    inject(&s, "btm0001@be.test", &["a@down.test"]);
+    let s = sender_with_account(&dns, port, "queue_lifetime = \"4s\"");
+    inject(&s, "btm0001@be.test", &["a@down.test"], REPORT);
     assert!(wait_until(Duration::from_secs(20), || !dsns(&s).is_empty()));
     let d = dsns(&s);
     assert_eq!(d.len(), 1);
@@ -132,8 +111,8 @@ fn a_delay_warning_is_sent_once() {
         ],
         &[],
     );
-    let s = sender(&dns, port, "delay_warning = \"1s\"");
-    inject(&s, "btm0001@be.test", &["a@late.test"]);
+    let s = sender_with_account(&dns, port, "delay_warning = \"1s\"");
+    inject(&s, "btm0001@be.test", &["a@late.test"], REPORT);
     assert!(wait_until(Duration::from_secs(15), || !dsns(&s).is_empty()));
     std::thread::sleep(Duration::from_secs(3));
     let d = dsns(&s);
@@ -153,8 +132,13 @@ fn null_mx_and_missing_domains_bounce_at_once() {
         &["dns-rr=null.test,15,000000"],
         &[],
     );
-    let s = sender(&dns, free_tcp_port(), "");
-    inject(&s, "btm0001@be.test", &["a@null.test", "b@nxdomain.test"]);
+    let s = sender_with_account(&dns, free_tcp_port(), "");
+    inject(
+        &s,
+        "btm0001@be.test",
+        &["a@null.test", "b@nxdomain.test"],
+        REPORT,
+    );
     assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
     let d = dsns(&s);
     assert_eq!(d.len(), 1, "one DSN for both");
@@ -178,8 +162,8 @@ fn null_mx_and_missing_domains_bounce_at_once() {
 #[test]
 fn the_null_sender_is_never_bounced() {
     let dns = Dnsmasq::start(&["dns-rr=null.test,15,000000"], &[]);
-    let s = sender(&dns, free_tcp_port(), "");
-    inject(&s, "", &["a@null.test"]);
+    let s = sender_with_account(&dns, free_tcp_port(), "");
+    inject(&s, "", &["a@null.test"], REPORT);
     assert!(wait_until(Duration::from_secs(10), || queue_empty(&s)));
     assert!(s.logged("not bouncing a message with the null sender"));
     assert!(dsns(&s).is_empty());
@@ -197,8 +181,8 @@ fn a_remote_sender_gets_its_dsn_through_the_queue() {
         &[],
     );
     let sink = SmtpSink::start("127.0.0.24", port, &[]);
-    let s = sender(&dns, port, "");
-    inject(&s, "someone@remote.test", &["a@null.test"]);
+    let s = sender_with_account(&dns, port, "");
+    inject(&s, "someone@remote.test", &["a@null.test"], REPORT);
     let got = sink.wait_for(1, Duration::from_secs(15));
     assert_eq!(got.len(), 1, "log:\n{}", s.log_text());
     assert_eq!(got[0].0["mail_from"], "<>", "the null sender");
@@ -225,8 +209,8 @@ fn a_message_over_the_remote_size_limit_is_not_sent_and_bounces() {
         &[],
     );
     let sink = SmtpSink::start("127.0.0.25", port, &["--size-limit", "20"]);
-    let s = sender(&dns, port, "");
-    inject(&s, "btm0001@be.test", &["a@small.test"]);
+    let s = sender_with_account(&dns, port, "");
+    inject(&s, "btm0001@be.test", &["a@small.test"], REPORT);
     assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
     let d = dsns(&s);
     assert!(d[0].contains("Status: 5.3.4\r\n"), "{}", d[0]);
@@ -244,9 +228,9 @@ fn a_message_whose_file_vanished_bounces_at_once_without_headers() {
         &[],
     );
     let sink = SmtpSink::start("127.0.0.28", port, &[]);
-    let mut s = sender(&dns, port, "");
+    let mut s = sender_with_account(&dns, port, "");
     s.kill();
-    let id = inject(&s, "btm0001@be.test", &["a@far.test", "b@far.test"]);
+    let id = inject(&s, "btm0001@be.test", &["a@far.test", "b@far.test"], REPORT);
     std::fs::remove_file(s.data_dir().join("queue").join(&id)).unwrap();
     s.restart();
     // The default queue lifetime is 5 days: only failing at once ends it.
@@ -299,7 +283,7 @@ fn mail_routed_to_our_own_mx_listener_bounces_as_a_loop() {
         &listeners,
     );
     s.add_user("btm0001", "pw");
-    inject(&s, "btm0001@be.test", &["a@loop.test"]);
+    inject(&s, "btm0001@be.test", &["a@loop.test"], REPORT);
     assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
     let d = dsns(&s);
     // Connecting would have got our own relay refusal (5.7.1) instead.
@@ -331,8 +315,13 @@ fn an_mx_named_like_us_ends_the_route_there() {
     );
     let us = SmtpSink::start("127.0.0.29", port, &[]);
     let worse = SmtpSink::start("127.0.0.30", port, &[]);
-    let s = sender(&dns, port, "");
-    let id = inject(&s, "btm0001@be.test", &["a@named.test", "b@backup.test"]);
+    let s = sender_with_account(&dns, port, "");
+    let id = inject(
+        &s,
+        "btm0001@be.test",
+        &["a@named.test", "b@backup.test"],
+        REPORT,
+    );
     assert!(wait_until(Duration::from_secs(10), || !dsns(&s).is_empty()));
     let d = dsns(&s);
     assert!(

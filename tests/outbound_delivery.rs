@@ -3,41 +3,10 @@
 //! 127.0.0.x, all sharing one port per test (`[outbound] mx_port`).
 
 mod common;
+mod outbound_util;
 use common::*;
+use outbound_util::*;
 use std::time::Duration;
-
-pub const ONE_LISTENER: &str = r#"
-[[listener]]
-name = "pop"
-protocol = "pop3"
-bind = "127.0.0.1:0"
-"#;
-
-/// A sending server using `dns`, MX port `port`, retries every second;
-/// `outbound` adds lines to the `[outbound]` table.
-pub fn sender(dns: &Dnsmasq, port: u16, outbound: &str) -> TestServer {
-    TestServer::start(
-        &format!(
-            "{}\n[outbound]\nmx_port = {port}\nretry_schedule = [\"1s\"]\nconnect_timeout = \"2s\"\n{outbound}\n",
-            dns.config(1000)
-        ),
-        ONE_LISTENER,
-    )
-}
-
-pub fn inject(s: &TestServer, from: &str, to: &[&str], msg: &[u8]) -> String {
-    let mut args = vec!["queue", "inject", "--from", from, "--to"];
-    args.extend_from_slice(to);
-    let out = s.cli(&args, msg);
-    assert!(out.status.success(), "inject: {out:?}");
-    let text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.trim().strip_prefix("queued as ").unwrap().to_string()
-}
-
-pub fn queue_empty(s: &TestServer) -> bool {
-    let out = s.cli(&["queue", "list"], b"");
-    String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
-}
 
 const MSG: &[u8] = b"From: u@be.test\nTo: a@far.test\nSubject: hello\n\n.leading dot\n..two dots\n\xe6\x97\xa5\xe6\x9c\xac 8-bit\nlast line\n";
 

@@ -1,34 +1,16 @@
 //! Durability across restarts and connection reuse of the queue runner.
 
 mod common;
+mod outbound_util;
 use common::*;
+use outbound_util::*;
 use std::io::{BufRead, BufReader, Write};
 use std::time::Duration;
 
-const ONE_LISTENER: &str = r#"
-[[listener]]
-name = "pop"
-protocol = "pop3"
-bind = "127.0.0.1:0"
-"#;
-
-fn inject(s: &TestServer, to: &str, n: usize) -> String {
+/// Queues the `n`th numbered test message for `to`.
+fn inject_nth(s: &TestServer, to: &str, n: usize) -> String {
     let msg = format!("Subject: message {n}\n\nbody {n}\n");
-    let out = s.cli(
-        &["queue", "inject", "--from", "u@be.test", "--to", to],
-        msg.as_bytes(),
-    );
-    assert!(out.status.success(), "inject: {out:?}");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .strip_prefix("queued as ")
-        .unwrap()
-        .to_string()
-}
-
-fn queue_empty(s: &TestServer) -> bool {
-    let out = s.cli(&["queue", "list"], b"");
-    String::from_utf8_lossy(&out.stdout).contains("0 message(s)")
+    inject(s, "u@be.test", &[to], msg.as_bytes())
 }
 
 #[test]
@@ -49,7 +31,7 @@ fn a_restart_in_the_middle_of_the_retry_schedule_loses_and_repeats_nothing() {
         ),
         ONE_LISTENER,
     );
-    let id = inject(&s, "a@far.test", 1);
+    let id = inject_nth(&s, "a@far.test", 1);
     assert!(wait_until(Duration::from_secs(10), || {
         let out = s.cli(&["queue", "show", &id], b"");
         String::from_utf8_lossy(&out.stdout).contains("attempts 1")
@@ -85,7 +67,7 @@ fn messages_queued_while_stopped_are_sent_after_start_over_one_connection() {
     );
     s.kill();
     for n in 0..5 {
-        inject(&s, &format!("r{n}@far.test"), n);
+        inject_nth(&s, &format!("r{n}@far.test"), n);
     }
     s.restart();
     let got = sink.wait_for(5, Duration::from_secs(15));
@@ -119,8 +101,8 @@ fn with_one_connection_allowed_an_idle_session_makes_room_for_another_host() {
     );
     s.kill();
     for n in 0..3 {
-        inject(&s, &format!("r{n}@a.test"), n);
-        inject(&s, &format!("r{n}@b.test"), n);
+        inject_nth(&s, &format!("r{n}@a.test"), n);
+        inject_nth(&s, &format!("r{n}@b.test"), n);
     }
     s.restart();
     // Without closing idle sessions early, a switch of host waits for the
@@ -187,7 +169,7 @@ fn a_delivery_cut_off_by_sigterm_stays_pending_and_is_sent_after_restart() {
         ),
         ONE_LISTENER,
     );
-    let id = inject(&s, "a@far.test", 1);
+    let id = inject_nth(&s, "a@far.test", 1);
     dot_rx
         .recv_timeout(Duration::from_secs(15))
         .expect("the whole message was sent");
