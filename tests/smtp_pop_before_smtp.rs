@@ -96,3 +96,21 @@ fn data_that_outlives_the_grant_completes() {
     let body = std::fs::read(s.data_dir().join("queue").join(&ids[0])).unwrap();
     assert!(body.ends_with(format!("part 5 {}\r\n", "x".repeat(70)).as_bytes()));
 }
+
+#[test]
+fn a_disabled_account_grant_stops_relaying() {
+    let s = server("");
+    pop_login_from("127.0.0.7", s.addr("pop"), "btm0001", "pass1");
+    assert!(
+        smtplib_send_from("127.0.0.7", s.addr("smtp"), "btm0001@be.test", REMOTE)
+            .contains("250 2.1.5 Ok")
+    );
+    // An operator shutting an abused account off also shuts its relay.
+    assert!(s.cli(&["user", "disable", "btm0001"], b"").status.success());
+    let out = smtplib_send_from("127.0.0.7", s.addr("smtp"), "btm0001@be.test", REMOTE);
+    assert!(
+        out.contains("553 5.7.1 <friend@remote.test> Relay operation rejected"),
+        "{out}"
+    );
+    assert_eq!(queue_ids(&s).len(), 1);
+}

@@ -180,14 +180,20 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
                 }
                 Step::Lookup { address } => session.lookup_done(lookup(ctx, address).await),
                 Step::CheckGrant => {
+                    // A grant relays only while its account may still log in:
+                    // disabling or deleting an abused account ends its relay.
                     let r = ctx
                         .app
                         .store
-                        .run(move |s| s.grants.active(ip, SystemTime::now()))
+                        .run(move |s| match s.grants.active(ip, SystemTime::now())? {
+                            Some(g) => {
+                                Ok(s.accounts.find(&g.account)?.is_some_and(|a| !a.disabled))
+                            }
+                            None => Ok(false),
+                        })
                         .await;
                     session.grant_checked(
-                        r.map(|g| g.is_some())
-                            .map_err(|e| tracing::warn!(error = %e, "grant lookup failed")),
+                        r.map_err(|e| tracing::warn!(error = %e, "grant lookup failed")),
                     )
                 }
                 Step::Data { reply, tx } => {
