@@ -567,3 +567,6 @@ fn after_a_refused_data_the_transaction_goes_on_or_ends() {
     assert_eq!(d.cmd("DATA"), "503 5.5.1 Error: need MAIL command");
     assert_eq!(d.cmd("VRFY"), "501 5.5.4 Syntax: VRFY/EXPN string");
 }
+
+#[path = "session_relay_tests.rs"]
+mod relay;
