@@ -84,6 +84,9 @@ fn long_lines_size_and_nul() {
     assert!(c
         .cmd(".")
         .starts_with("554 5.6.0 Message contains a line longer than"));
+    // Its end is ambiguous (see an_overlong_line_cannot_smuggle_commands).
+    assert!(c.closed());
+    let mut c = ehlo(s.addr("mx"));
     start_data(&mut c);
     c.send_bytes(b"Subject: nul\r\n\r\na\0b\r\n");
     assert_eq!(c.cmd("."), "554 5.6.0 Message contains NUL characters");
@@ -94,6 +97,26 @@ fn long_lines_size_and_nul() {
         got[0],
         format!("Subject: long\r\n\r\n{long}\r\n").into_bytes()
     );
+}
+
+#[test]
+fn an_overlong_line_cannot_smuggle_commands() {
+    let s = server("");
+    let mut c = ehlo(s.addr("mx"));
+    start_data(&mut c);
+    // The reader drops an overlong line without telling how it ended: if
+    // it ended in a bare LF, the "." after it is no end for a sender that
+    // follows RFC 5321, and what comes next must never run as commands.
+    c.send(&format!(
+        "Subject: huge\r\n\r\n{}\n.\r\nMAIL FROM:<evil@remote.test>\r\n\
+         RCPT TO:<btm0002@be.test>\r\nDATA\r\nSubject: smuggled\r\n\r\nx\r\n.\r\n",
+        "w".repeat(70_000)
+    ));
+    assert!(c
+        .line()
+        .starts_with("554 5.6.0 Message contains a line longer than"));
+    assert!(c.closed(), "the session went on after the ambiguous end");
+    assert!(pop_messages(s.addr("pop"), "btm0002", "pass2").is_empty());
 }
 
 #[test]

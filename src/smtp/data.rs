@@ -250,9 +250,19 @@ impl Collector {
         }
     }
 
-    /// A line over [`MAX_DATA_LINE`] was dropped by the reader.
+    /// A line over [`MAX_DATA_LINE`] was dropped by the reader, which does
+    /// not say whether it ended in CRLF or a bare LF. A `.` after it is taken
+    /// as the end (a client must not hang), so the end is ambiguous and the
+    /// server closes the connection after refusing the message: whatever
+    /// follows could be smuggled commands.
     pub fn line_too_long(&mut self) {
         self.too_long = true;
+        self.after_bare_lf = false;
+    }
+
+    /// The end of the data may have been misread (see [`Self::line_too_long`]).
+    pub fn end_is_ambiguous(&self) -> bool {
+        self.too_long
     }
 
     /// The spooled message, or the reply that refuses it.
@@ -406,6 +416,13 @@ mod tests {
         assert!(!c.is_end(b".", false));
         c.line(b".", false);
         assert!(c.is_end(b".", false));
+        // After a dropped overlong line a "." ends the data whatever came
+        // before (a client must not hang), and the end is ambiguous.
+        c.line(b"y", true);
+        assert!(!c.end_is_ambiguous());
+        c.line_too_long();
+        assert!(c.is_end(b".", false));
+        assert!(c.end_is_ambiguous());
     }
 
     #[test]

@@ -284,8 +284,13 @@ async fn receive(
             },
         }
     }
+    let ambiguous = c.end_is_ambiguous();
     let (mut spool, size) = match c.finish(cfg.limits.max_received_headers) {
         Ok(s) => s,
+        Err(r) if ambiguous => {
+            tracing::info!(reply = %r.summary(), "message refused; closing after an overlong line");
+            return Ok(Step::Close(r));
+        }
         Err(r) => {
             tracing::info!(reply = %r.summary(), "message refused");
             return Ok(Step::Reply(r));
