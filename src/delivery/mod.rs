@@ -12,5 +12,4 @@ pub mod pool;
 pub mod queue_cli;
 pub mod route;
 pub mod settle;
-pub mod stats;
 pub mod transport;

@@ -36,8 +36,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tracing::Instrument;
 
-pub use super::stats::{queue_stats, QueueStats};
-
 /// The queue is scanned at least this often (retries fall due by time).
 const POLL: Duration = Duration::from_secs(1);
 /// Scans are at least this far apart (wake-ups in between are merged).

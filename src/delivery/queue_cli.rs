@@ -136,7 +136,7 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
             println!("queued as {id}");
         }
         QueueCmd::Stats { json } => {
-            let st = crate::delivery::outbound::queue_stats(&store)?;
+            let st = store.queue.stats(std::time::SystemTime::now())?;
             if json {
                 println!("{}", serde_json::to_string(&st)?);
             } else {

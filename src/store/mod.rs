@@ -175,7 +175,7 @@ pub trait GrantStore: Send + Sync {
     fn purge(&self, now: SystemTime) -> Result<usize>;
 }
 
-pub use queue::{QueueStore, QueuedMessage, QueuedRecipient, RecipientState};
+pub use queue::{QueueStats, QueueStore, QueuedMessage, QueuedRecipient, RecipientState};
 
 /// All stores, shared by every listener and background task.
 #[derive(Clone)]

@@ -64,7 +64,24 @@ pub struct QueuedMessage {
     pub recipients: Vec<QueuedRecipient>,
 }
 
+/// Queue depth figures (`betomail queue stats`, `/metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueStats {
+    pub messages: usize,
+    /// Recipients by state.
+    pub pending: usize,
+    pub delivered: usize,
+    pub failed: usize,
+    /// Pending recipients whose next try is now or past.
+    pub due: usize,
+    /// Age of the oldest queued message, in seconds.
+    pub oldest_age_seconds: Option<u64>,
+    pub bytes: u64,
+}
+
 pub trait QueueStore: Send + Sync {
+    /// Counted by the store itself: monitoring must not read every message.
+    fn stats(&self, now: SystemTime) -> Result<QueueStats>;
     /// Durably queues `prefix` + `body` (CRLF-normalized) for `recipients`.
     fn enqueue(
         &self,
@@ -156,6 +173,53 @@ impl SqliteQueue {
 }
 
 impl QueueStore for SqliteQueue {
+    fn stats(&self, now: SystemTime) -> Result<QueueStats> {
+        let conn = self.db.conn();
+        let (messages, bytes, oldest) = conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(created) FROM queue_messages",
+            [],
+            |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Option<i64>>(2)?,
+                ))
+            },
+        )?;
+        let mut st = QueueStats {
+            messages: messages as usize,
+            bytes: bytes as u64,
+            oldest_age_seconds: oldest.map(|ms| {
+                now.duration_since(from_ms(ms))
+                    .unwrap_or_default()
+                    .as_secs()
+            }),
+            ..QueueStats::default()
+        };
+        let mut stmt = conn.prepare(
+            "SELECT state, COUNT(*), SUM(next_try <= ?1) FROM queue_recipients GROUP BY state",
+        )?;
+        let rows = stmt.query_map([to_ms(now)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)? as usize,
+                r.get::<_, i64>(2)? as usize,
+            ))
+        })?;
+        for row in rows {
+            let (state, n, due) = row?;
+            match RecipientState::parse(&state) {
+                RecipientState::Pending => {
+                    st.pending = n;
+                    st.due = due;
+                }
+                RecipientState::Delivered => st.delivered = n,
+                RecipientState::Failed => st.failed = n,
+            }
+        }
+        Ok(st)
+    }
+
     fn enqueue(
         &self,
         sender: &str,
@@ -337,6 +401,34 @@ impl QueueStore for SqliteQueue {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn stats_count_by_state_without_reading_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Arc::new(Db::open(&dir.path().join("q.sqlite3")).unwrap());
+        let q = SqliteQueue::new(db, dir.path().join("queue")).unwrap();
+        let now = SystemTime::now();
+        assert_eq!(q.stats(now).unwrap(), QueueStats::default());
+        let rcpts = vec!["a@x.test".to_string(), "b@y.test".to_string()];
+        let id = q
+            .enqueue("s@be.test", &rcpts, b"", &mut &b"x\n"[..], 1 << 20)
+            .unwrap();
+        q.record(&id, "a@x.test", RecipientState::Delivered, now, "250")
+            .unwrap();
+        let st = q.stats(SystemTime::now()).unwrap();
+        assert_eq!(
+            (
+                st.messages,
+                st.bytes,
+                st.pending,
+                st.due,
+                st.delivered,
+                st.failed
+            ),
+            (1, 3, 1, 1, 1, 0)
+        );
+        assert!(st.oldest_age_seconds.is_some());
+    }
 
     #[test]
     fn enqueue_due_record_remove() {

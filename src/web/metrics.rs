@@ -2,7 +2,6 @@
 //! depth by recipient state, live POP locks, live grants, accounts.
 
 use super::session::Ctx;
-use crate::delivery::stats::queue_stats;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use std::fmt::Write;
@@ -22,7 +21,7 @@ pub async fn metrics(ctx: Ctx) -> Response {
         .run(|s| {
             let accounts = s.accounts.list()?;
             Ok((
-                queue_stats(s)?,
+                s.queue.stats(SystemTime::now())?,
                 s.locks.list()?.len(),
                 s.grants.list(SystemTime::now())?.len(),
                 accounts.len(),

@@ -122,7 +122,7 @@ async fn drain(a: &Args, c: &sink::Counters, store: &betomail::store::Store) -> 
     }
     let delivered = t.elapsed();
     let drained = loop {
-        let st = betomail::delivery::outbound::queue_stats(store)?;
+        let st = store.queue.stats(std::time::SystemTime::now())?;
         if st.messages == 0 || Instant::now() > deadline {
             break t.elapsed();
         }
