@@ -141,16 +141,20 @@ pub fn build(
 mod tests {
     use super::*;
 
-    #[test]
-    fn failure_report_has_rfc3464_parts() {
-        let msg = QueuedMessage {
+    fn queued() -> QueuedMessage {
+        QueuedMessage {
             id: "ABC".into(),
             sender: "u@be.test".into(),
             created: SystemTime::now(),
             size: 10,
             warned: false,
             recipients: vec![],
-        };
+        }
+    }
+
+    #[test]
+    fn failure_report_has_rfc3464_parts() {
+        let msg = queued();
         let headers =
             read_headers(&mut &b"Subject: hi\r\nFrom: u@be.test\r\n\r\nbody\r\n"[..]).unwrap();
         assert_eq!(headers, b"Subject: hi\r\nFrom: u@be.test\r\n");
@@ -180,14 +184,7 @@ mod tests {
 
     #[test]
     fn without_the_message_file_the_report_has_no_headers_part() {
-        let msg = QueuedMessage {
-            id: "ABC".into(),
-            sender: "u@be.test".into(),
-            created: SystemTime::now(),
-            size: 10,
-            warned: false,
-            recipients: vec![],
-        };
+        let msg = queued();
         let e = Entry {
             address: "x@far.test".into(),
             status: "5.3.0".into(),
