@@ -32,7 +32,8 @@ impl App {
     }
 
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
-        let store = Self::open_store(&config)?;
+        let store = Self::open_store(&config)?
+            .bound_calls(config.limits.store_calls, config.limits.store_wait);
         let dns = Dns::new(&config.dns).context("setting up the DNS resolver")?;
         let tls = crate::tls::acceptor(&config)?;
         let failures = FailureTracker::new(FailurePolicy {
@@ -40,7 +41,7 @@ impl App {
             max: config.limits.auth_failure_max_delay,
             ..FailurePolicy::default()
         });
-        let auth = Arc::new(Authenticator::new(store.clone(), failures));
+        let auth = Arc::new(Authenticator::new(store.clone(), &config.auth, failures));
         let node = format!("{}/{}", config.hostname, std::process::id());
         Ok(Arc::new(App {
             config,

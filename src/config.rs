@@ -93,6 +93,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
     pub web: WebConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
@@ -213,6 +215,74 @@ pub struct Limits {
     /// new message goes straight to a spool file.
     #[serde(default = "default_smtp_memory_spool_total")]
     pub smtp_memory_spool_total: usize,
+    /// Store calls (SQLite, Maildir) running at once on blocking threads.
+    #[serde(default = "default_store_calls")]
+    pub store_calls: usize,
+    /// A store call that cannot start within this long fails as temporary
+    /// (POP3 `[SYS/TEMP]`, SMTP 4xx, portal 503) instead of queueing on.
+    #[serde(default = "default_store_wait", with = "humantime_serde_compat")]
+    pub store_wait: Duration,
+}
+
+/// Password hashing and the verified-credentials cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// argon2id memory of new hashes in KiB (OWASP's minimum: 19456).
+    #[serde(default = "default_argon2_memory")]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (t).
+    #[serde(default = "default_argon2_iterations")]
+    pub argon2_iterations: u32,
+    /// argon2id lanes (p).
+    #[serde(default = "default_argon2_parallelism")]
+    pub argon2_parallelism: u32,
+    /// A stored hash that needs more memory than this (an imported one) is
+    /// not checked: one login must not be able to take gigabytes.
+    #[serde(default = "default_max_hash_memory")]
+    pub max_hash_memory_kib: u32,
+    /// Threads that hash passwords, each with one working buffer of
+    /// `argon2_memory_kib`; 0 means one per core.
+    #[serde(default)]
+    pub hash_workers: usize,
+    /// Logins that may wait for a hash worker; past it a login gets a
+    /// temporary error at once. 0 means 32 per worker.
+    #[serde(default)]
+    pub hash_queue: usize,
+    /// How long a verified password is remembered (covers a client that
+    /// polls every 15 minutes).
+    #[serde(
+        default = "default_credential_cache_ttl",
+        with = "humantime_serde_compat"
+    )]
+    pub credential_cache_ttl: Duration,
+    /// Remembered passwords at most (about 100 octets each).
+    #[serde(default = "default_credential_cache_entries")]
+    pub credential_cache_entries: usize,
+}
+
+impl AuthConfig {
+    pub fn policy(&self) -> crate::auth::HashPolicy {
+        crate::auth::HashPolicy {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        match self.hash_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn queue(&self) -> usize {
+        match self.hash_queue {
+            0 => 32 * self.workers(),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -398,6 +468,7 @@ impl Config {
             // RFC 5321 4.5.3.1.4: command lines of 512 octets.
             ("limits.max_line_length", self.limits.max_line_length, 512),
             ("outbound.max_connections", self.outbound.max_connections, 1),
+            ("limits.store_calls", self.limits.store_calls, 1),
             (
                 "outbound.max_per_destination",
                 self.outbound.max_per_destination,
@@ -409,6 +480,7 @@ impl Config {
                 return bad(key, &format!("must be between {min} and {MAX_COUNT}"));
             }
         }
+        self.validate_auth()?;
         if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
             return bad("relay.pop_before_smtp_seconds", "must be at most 100 years");
         }
@@ -437,6 +509,55 @@ impl Config {
             if l.protocol == Protocol::Http && l.tls_mode() == TlsMode::Starttls {
                 return bad(&key("tls"), "http takes none or implicit");
             }
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let bad = |key: &str, reason: String| {
+            Err(ConfigError {
+                key: format!("auth.{key}"),
+                reason,
+            })
+        };
+        // 4 GiB of memory or 64 passes per login is a denial of service.
+        let ranges = [
+            ("argon2_memory_kib", a.argon2_memory_kib, 8, 4 << 20),
+            ("argon2_iterations", a.argon2_iterations, 1, 64),
+            ("argon2_parallelism", a.argon2_parallelism, 1, 64),
+            ("max_hash_memory_kib", a.max_hash_memory_kib, 8, 4 << 20),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(key, format!("must be between {min} and {max}"));
+            }
+        }
+        if let Err(e) = a.policy().params() {
+            return bad(
+                "argon2_memory_kib",
+                format!("not a valid argon2 setting: {e}"),
+            );
+        }
+        if a.max_hash_memory_kib < a.argon2_memory_kib {
+            return bad(
+                "max_hash_memory_kib",
+                "must be at least argon2_memory_kib".into(),
+            );
+        }
+        if a.hash_workers > 1024 {
+            return bad("hash_workers", "must be at most 1024".into());
+        }
+        for (key, value) in [
+            ("hash_queue", a.hash_queue),
+            ("credential_cache_entries", a.credential_cache_entries),
+        ] {
+            if value > 100 * MAX_COUNT {
+                return bad(key, format!("must be at most {}", 100 * MAX_COUNT));
+            }
+        }
+        if a.credential_cache_ttl > Duration::from_secs(7 * 86400) {
+            return bad("credential_cache_ttl", "must be at most 7 days".into());
         }
         Ok(())
     }
@@ -627,6 +748,30 @@ fn default_max_received() -> usize {
 fn default_smtp_memory_spool_total() -> usize {
     64 << 20
 }
+fn default_argon2_memory() -> u32 {
+    19 * 1024
+}
+fn default_argon2_iterations() -> u32 {
+    2
+}
+fn default_argon2_parallelism() -> u32 {
+    1
+}
+fn default_max_hash_memory() -> u32 {
+    256 * 1024
+}
+fn default_credential_cache_ttl() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+fn default_credential_cache_entries() -> usize {
+    2_000_000
+}
+fn default_store_calls() -> usize {
+    32
+}
+fn default_store_wait() -> Duration {
+    Duration::from_secs(10)
+}
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)
 }
@@ -648,6 +793,7 @@ default_impl!(RelayConfig);
 default_impl!(OutboundConfig);
 default_impl!(Limits);
 default_impl!(WebConfig);
+default_impl!(AuthConfig);
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

@@ -148,3 +148,36 @@ fn out_of_range_values_are_refused() {
     assert_eq!(c.listeners.len(), 2);
     assert!(Config::parse("").unwrap().listeners.is_empty());
 }
+
+#[test]
+fn hash_policy_defaults_and_bad_values_name_the_key() {
+    let c = Config::embedded_default();
+    assert_eq!(c.auth.policy(), crate::auth::HashPolicy::default());
+    assert_eq!(c.auth.policy().memory_kib, 19 * 1024);
+    assert!(c.auth.credential_cache_ttl >= Duration::from_secs(15 * 60));
+    assert!(c.auth.credential_cache_entries >= 1_000_000);
+    assert_eq!(c.auth.queue(), 32 * c.auth.workers());
+    let key = |text: &str| Config::parse(text).unwrap_err().key;
+    assert_eq!(
+        key("[auth]\nargon2_iterations = 0"),
+        "auth.argon2_iterations"
+    );
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 5000000"),
+        "auth.argon2_memory_kib"
+    );
+    // Valid alone, but argon2 needs 8 KiB per lane.
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 16\nargon2_parallelism = 4"),
+        "auth.argon2_memory_kib"
+    );
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 65536\nmax_hash_memory_kib = 32768"),
+        "auth.max_hash_memory_kib"
+    );
+    assert_eq!(
+        key("[auth]\ncredential_cache_ttl = \"30d\""),
+        "auth.credential_cache_ttl"
+    );
+    assert_eq!(key("[limits]\nstore_calls = 0"), "limits.store_calls");
+}

@@ -276,11 +276,7 @@ async fn fcrdns_refusal(app: &App, listener: &Listener, ip: IpAddr) -> Option<St
 async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> LoginResult {
     let app = ctx.app.clone();
     let user = session::shown_name(&login);
-    let account = match app
-        .auth
-        .verify_async(login, credential, Purpose::Pop3)
-        .await
-    {
+    let account = match app.auth.verify(login, credential, Purpose::Pop3).await {
         AuthResult::Ok(a) => a,
         AuthResult::Failed => {
             let delay = app.auth.failures.failed(ctx.ip);

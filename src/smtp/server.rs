@@ -160,7 +160,7 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
                 Step::Verify { login, credential } => {
                     let auth = &ctx.app.auth;
                     let result = auth
-                        .verify_async(login.clone(), credential, crate::auth::Purpose::Smtp)
+                        .verify(login.clone(), credential, crate::auth::Purpose::Smtp)
                         .await;
                     match &result {
                         AuthResult::Ok(a) => {

@@ -390,7 +390,7 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
     let result = web
         .app
         .auth
-        .verify_async(login.clone(), Credential::Password(password), Purpose::Web)
+        .verify(login.clone(), Credential::Password(password), Purpose::Web)
         .await;
     match result {
         AuthResult::Ok(account) => {
