@@ -181,33 +181,60 @@ impl Authenticator {
         }
     }
 
-    /// Verifies a login (name or full address, SEED-1) for `purpose`.
-    pub async fn verify(
+    /// A login by any protocol: verifies it (name or full address, SEED-1)
+    /// and throttles failures per client and per account, waiting out the
+    /// delay before it returns `Failed`. The one place these rules live for
+    /// POP3, SMTP AUTH and the portal.
+    pub async fn login(
         &self,
+        ip: std::net::IpAddr,
         login: String,
         credential: Credential,
         purpose: Purpose,
     ) -> AuthResult {
+        let typed = login.clone();
         let account = match self.store.run(move |s| s.accounts.find(&login)).await {
             Ok(a) => a,
             Err(e) => return AuthResult::TempFail(e.to_string()),
         };
-        let Some(account) = account.filter(|a| !a.disabled) else {
-            // Same work as a real check, so timing does not tell users apart.
-            if let Credential::Password(p) = &credential {
-                let _ = self.pool.verify(&self.dummy, p, false).await;
-            }
-            return AuthResult::Failed;
-        };
-        let ok = match &credential {
-            Credential::Password(p) => {
-                match self
-                    .password_matches(&account, purpose == Purpose::Smtp, p)
-                    .await
-                {
-                    Ok(ok) => ok,
-                    Err(busy) => return AuthResult::TempFail(busy),
+        let result = match &account {
+            Some(a) if !a.disabled => self.check(a, &credential, purpose).await,
+            _ => {
+                // Same work as a real check, so timing does not tell users apart.
+                if let Credential::Password(p) = &credential {
+                    let _ = self.pool.verify(&self.dummy, p, false).await;
                 }
+                Ok(false)
+            }
+        };
+        match (result, account) {
+            (Err(busy), _) => AuthResult::TempFail(busy),
+            (Ok(true), Some(a)) => {
+                self.failures.succeeded(&a.name);
+                AuthResult::Ok(a)
+            }
+            (_, found) => {
+                let key = found.map_or(typed, |a| a.name);
+                let delay = self.failures.failed(ip, &key);
+                tracing::info!(%ip, delay_ms = delay.as_millis() as u64, "login failed");
+                tokio::time::sleep(delay).await;
+                AuthResult::Failed
+            }
+        }
+    }
+
+    /// Whether `credential` proves `account`; `Err` when no hash worker is free.
+    async fn check(
+        &self,
+        account: &Account,
+        credential: &Credential,
+        purpose: Purpose,
+    ) -> Result<bool, String> {
+        Ok(match credential {
+            Credential::Password(p) => {
+                return self
+                    .password_matches(account, purpose == Purpose::Smtp, p)
+                    .await
             }
             Credential::Apop { timestamp, digest } => account.secret.as_deref().is_some_and(|s| {
                 ct_eq(
@@ -223,12 +250,7 @@ impl Authenticator {
                     )
                 })
             }
-        };
-        if ok {
-            AuthResult::Ok(account)
-        } else {
-            AuthResult::Failed
-        }
+        })
     }
 
     /// A new hash of the policy, computed on a hash worker; `None` when
@@ -265,6 +287,17 @@ mod tests {
         toml::from_str("argon2_memory_kib = 64\nargon2_iterations = 1\nhash_workers = 1").unwrap()
     }
 
+    fn no_delay() -> failures::FailurePolicy {
+        failures::FailurePolicy {
+            base: Duration::ZERO,
+            ..Default::default()
+        }
+    }
+
+    fn ip() -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    }
+
     fn pw(p: &str) -> Credential {
         Credential::Password(p.into())
     }
@@ -279,8 +312,8 @@ mod tests {
             .accounts
             .add("btm0001", "btm0001@be.test", &hash)
             .unwrap();
-        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(Default::default()));
-        let check = |login: &str, c: Credential, p: Purpose| auth.verify(login.into(), c, p);
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        let check = |login: &str, c: Credential, p: Purpose| auth.login(ip(), login.into(), c, p);
         assert!(matches!(
             check("btm0001", pw("pw"), Purpose::Pop3).await,
             AuthResult::Ok(_)
@@ -343,19 +376,19 @@ mod tests {
         let cfg = cheap();
         let hash = |p: &str| hasher::hash_now(&cfg.policy(), p);
         store.accounts.add("a", "a@be.test", &hash("old")).unwrap();
-        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(Default::default()));
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
         assert!(matches!(
-            auth.verify("a".into(), pw("old"), Purpose::Pop3).await,
+            auth.login(ip(), "a".into(), pw("old"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         // As `betomail user passwd` in another process would.
         store.accounts.set_password("a", &hash("new")).unwrap();
         assert!(matches!(
-            auth.verify("a".into(), pw("old"), Purpose::Pop3).await,
+            auth.login(ip(), "a".into(), pw("old"), Purpose::Pop3).await,
             AuthResult::Failed
         ));
         assert!(matches!(
-            auth.verify("a".into(), pw("new"), Purpose::Pop3).await,
+            auth.login(ip(), "a".into(), pw("new"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
     }
@@ -376,9 +409,9 @@ mod tests {
             .accounts
             .set_smtp_password("a", Some(&hasher::hash_now(&weaker, "s")))
             .unwrap();
-        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(Default::default()));
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
         assert!(matches!(
-            auth.verify("a".into(), pw("px"), Purpose::Pop3).await,
+            auth.login(ip(), "a".into(), pw("px"), Purpose::Pop3).await,
             AuthResult::Failed
         ));
         assert_eq!(
@@ -386,11 +419,11 @@ mod tests {
             crypt
         );
         assert!(matches!(
-            auth.verify("a".into(), pw("pw"), Purpose::Pop3).await,
+            auth.login(ip(), "a".into(), pw("pw"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         assert!(matches!(
-            auth.verify("a".into(), pw("s"), Purpose::Smtp).await,
+            auth.login(ip(), "a".into(), pw("s"), Purpose::Smtp).await,
             AuthResult::Ok(_)
         ));
         let a = store.accounts.find("a").unwrap().unwrap();

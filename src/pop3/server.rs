@@ -276,12 +276,14 @@ async fn fcrdns_refusal(app: &App, listener: &Listener, ip: IpAddr) -> Option<St
 async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> LoginResult {
     let app = ctx.app.clone();
     let user = session::shown_name(&login);
-    let account = match app.auth.verify(login, credential, Purpose::Pop3).await {
+    let account = match app
+        .auth
+        .login(ctx.ip, login, credential, Purpose::Pop3)
+        .await
+    {
         AuthResult::Ok(a) => a,
         AuthResult::Failed => {
-            let delay = app.auth.failures.failed(ctx.ip);
-            tracing::info!(user, delay_ms = delay.as_millis() as u64, "login failed");
-            tokio::time::sleep(delay).await;
+            tracing::info!(user, "login failed");
             return LoginResult::Failed;
         }
         AuthResult::TempFail(e) => {
@@ -289,7 +291,6 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
             return LoginResult::TempFail;
         }
     };
-    app.auth.failures.succeeded(ctx.ip);
     let lock = match MailboxLock::acquire(&app.store, &account.name, &ctx.owner, ctx.ip).await {
         Ok(Some(l)) => l,
         Ok(None) => {

@@ -158,19 +158,16 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
                     break;
                 }
                 Step::Verify { login, credential } => {
-                    let auth = &ctx.app.auth;
-                    let result = auth
-                        .verify(login.clone(), credential, crate::auth::Purpose::Smtp)
+                    let shown = super::reply::echo(login.as_bytes());
+                    let result = ctx
+                        .app
+                        .auth
+                        .login(ip, login, credential, crate::auth::Purpose::Smtp)
                         .await;
                     match &result {
-                        AuthResult::Ok(a) => {
-                            auth.failures.succeeded(ip);
-                            tracing::info!(user = %a.name, "authenticated");
-                        }
+                        AuthResult::Ok(a) => tracing::info!(user = %a.name, "authenticated"),
                         AuthResult::Failed => {
-                            let delay = auth.failures.failed(ip);
-                            tracing::info!(login = %super::reply::echo(login.as_bytes()), "authentication failed");
-                            tokio::time::sleep(delay).await;
+                            tracing::info!(login = %shown, "authentication failed")
                         }
                         AuthResult::TempFail(e) => {
                             tracing::warn!(error = %e, "authentication unavailable")

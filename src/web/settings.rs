@@ -54,7 +54,8 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
     }
     let auth = &ctx.app().auth;
     let checked = auth
-        .verify(
+        .login(
+            ctx.ip,
             user.account.name.clone(),
             Credential::Password(current.to_string()),
             Purpose::Web,
@@ -63,7 +64,6 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
     match checked {
         AuthResult::Ok(_) => {}
         AuthResult::Failed => {
-            tokio::time::sleep(auth.failures.failed(ctx.ip)).await;
             let n = Notice::Bad.html(l.t(
                 "現在のパスワードが正しくありません。",
                 "The current password is incorrect.",
