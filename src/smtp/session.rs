@@ -257,9 +257,7 @@ impl Session {
         }
         let shown = echo(path);
         let sender = match address::parse_path(path) {
-            Ok(Path::Null) => String::new(),
-            Ok(Path::Postmaster) => "postmaster".into(),
-            Ok(Path::Mailbox(m)) => m.to_string(),
+            Ok(p) => p.to_string(),
             Err(AddrError::ControlChars) => return self.bad(reply::control_chars("5.1.7", &shown)),
             Err(AddrError::Comma) => return self.bad(reply::illegal_comma(&shown)),
             Err(AddrError::Syntax) => {

@@ -154,6 +154,26 @@ fn relay_tricks_refused_without_auth() {
     );
 }
 
+/// Issue item 5: a literal that hides parameters was taken with 250.
+#[test]
+fn address_literals_follow_rfc_5321() {
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    assert_ne!(
+        &d.cmd("MAIL FROM:<a@[x\"> AUTH=<evil@bank.example> RET=FULL \"]>")[..3],
+        "250"
+    );
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@[x\">"),
+        "501 5.1.7 <a@[x\"> Bad sender address syntax"
+    );
+    assert_eq!(d.cmd("MAIL FROM:<a@[IPv6:::1]> AUTH=<>"), "250 2.1.0 Ok");
+    assert_eq!(
+        d.cmd("RCPT TO:<u@remote.test>"),
+        "553 5.7.1 <u@remote.test> Relay operation rejected"
+    );
+}
+
 #[test]
 fn auth_then_relay_and_null_sender() {
     let mut d = Driver::new(settings());
