@@ -104,6 +104,49 @@ fn user_lifecycle() {
     assert!(!ok && out.contains("no account"), "{out}");
 }
 
+/// Account addresses are addr-specs at a local domain, by the grammar SMTP
+/// uses: nothing that breaks `user list` lines or headers, nothing SMTP
+/// would not deliver to.
+#[test]
+fn account_addresses_follow_the_smtp_grammar() {
+    let (_d, cfg) = config();
+    for bad in [
+        "x\r\nBcc: victim@remote.test\r\nX: <a@be.test",
+        "a b>, <evil@remote.test@be.test",
+        "a b@be.test",
+        "<a@be.test>",
+        "\"a\"@be.test",
+        "a%remote.test@be.test",
+        "a..b@be.test",
+        "a@be.test.",
+        "a@[127.0.0.1]",
+        "postmaster",
+        "@be.test",
+    ] {
+        let (ok, out) = run(
+            &cfg,
+            &["user", "add", "x1", "--address", bad, "--password-stdin"],
+            "pw",
+        );
+        assert!(!ok && out.contains("not a valid address"), "{bad:?}: {out}");
+    }
+    let (ok, out) = run(
+        &cfg,
+        &[
+            "user",
+            "add",
+            "x1",
+            "--address",
+            "First.Last@Alias.Test",
+            "--password-stdin",
+        ],
+        "pw",
+    );
+    assert!(ok && out.contains("<first.last@alias.test>"), "{out}");
+    let (_, out) = run(&cfg, &["user", "list"], "");
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
+
 #[test]
 fn deliver_exit_codes_and_crlf() {
     let (d, cfg) = config();

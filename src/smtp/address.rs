@@ -284,6 +284,38 @@ pub fn classify(path: &Path, is_local_domain: impl Fn(&str) -> bool, primary: &s
     }
 }
 
+/// Why an account address was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountAddrError {
+    /// A mailbox, but at a domain that is not ours.
+    NotLocal,
+    /// Not the plain `local@domain` that SMTP delivers to an account.
+    Invalid,
+}
+
+/// An account's address (SEED-1) is exactly what [`classify`] delivers to
+/// a local mailbox, written the way it looks the account up: an unquoted
+/// Dot-string at one of our domains, lower-case domain, no route, quotes,
+/// spaces, brackets or line breaks. One grammar for SMTP and accounts.
+pub fn check_account_address(
+    address: &str,
+    is_local_domain: impl Fn(&str) -> bool,
+) -> Result<(), AccountAddrError> {
+    let path = parse_path(address.as_bytes()).map_err(|_| AccountAddrError::Invalid)?;
+    match &path {
+        Path::Mailbox(Mailbox {
+            domain: Domain::Name(d),
+            ..
+        }) if !is_local_domain(d) => return Err(AccountAddrError::NotLocal),
+        Path::Mailbox(_) => {}
+        _ => return Err(AccountAddrError::Invalid),
+    }
+    match classify(&path, is_local_domain, "") {
+        Destination::Local { lookup, .. } if lookup == address => Ok(()),
+        _ => Err(AccountAddrError::Invalid),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +410,27 @@ mod tests {
         assert_eq!(parse_path(b"te\x07st@be.to"), Err(AddrError::ControlChars));
         assert_eq!(parse_path(b"test@be,to"), Err(AddrError::Comma));
         assert_eq!(parse_path(b"test@be,to\x01"), Err(AddrError::ControlChars));
+    }
+
+    #[test]
+    fn account_addresses() {
+        let check = |a: &str| check_account_address(a, local);
+        assert_eq!(check("btm0001@be.test"), Ok(()));
+        assert_eq!(check("first.last@be.test"), Ok(()));
+        assert_eq!(check("a@remote.test"), Err(AccountAddrError::NotLocal));
+        for bad in [
+            "x\r\nBcc: victim@remote.test\r\nX: <a@be.test",
+            "a b>, <evil@remote.test@be.test",
+            "\"a\"@be.test",
+            "a%x@be.test",
+            "a@BE.test",
+            "@x.test:a@be.test",
+            "a@[127.0.0.1]",
+            "postmaster",
+            "",
+        ] {
+            assert_eq!(check(bad), Err(AccountAddrError::Invalid), "{bad:?}");
+        }
     }
 
     #[test]
