@@ -170,6 +170,40 @@ fn deliver_exit_codes_and_crlf() {
     assert_eq!(out.status.code(), Some(67));
 }
 
+/// `queue inject` queues only paths the SMTP address grammar accepts, in
+/// the form the outbound client writes.
+#[test]
+fn queue_inject_takes_only_rfc_5321_paths() {
+    let (_d, cfg) = config();
+    for (from, to) in [
+        (
+            "a@[x\"> AUTH=<evil@bank.example> RET=FULL \"]",
+            "b@remote.test",
+        ),
+        ("a@be.test", "b@remote.test>\r\nRCPT TO:<c@remote.test"),
+        ("a@be.test", ""),
+        ("a@be.test", "postmaster"),
+    ] {
+        let (ok, out) = run(
+            &cfg,
+            &["queue", "inject", "--from", from, "--to", to],
+            "Subject: x\n\nx\n",
+        );
+        assert!(!ok && out.contains("not a valid"), "{from:?} {to:?}: {out}");
+    }
+    let (ok, out) = run(&cfg, &["queue", "list"], "");
+    assert!(ok && out.starts_with("0 message"), "{out}");
+    let (ok, out) = run(
+        &cfg,
+        &["queue", "inject", "--from", "", "--to", "B@Remote.Test"],
+        "Subject: x\n\nx\n",
+    );
+    let id = out.trim().strip_prefix("queued as ").unwrap_or_default();
+    assert!(ok && !id.is_empty(), "{out}");
+    let (_, out) = run(&cfg, &["queue", "show", id], "");
+    assert!(out.contains("B@remote.test"), "{out}");
+}
+
 #[test]
 fn bad_config_names_the_key() {
     let dir = tempfile::tempdir().unwrap();
