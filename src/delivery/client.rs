@@ -18,6 +18,7 @@ pub const MAX_REPLY_LINE: usize = 2048;
 const MAX_REPLY_LINES: usize = 64;
 
 use crate::smtp::address;
+
 /// One complete server reply (RFC 5321 4.2): the server's own type.
 pub use crate::smtp::reply::Reply;
 
