@@ -5,6 +5,7 @@ use crate::app::App;
 use crate::auth::hasher::hash_now;
 use crate::auth::HashPolicy;
 use crate::config::{Config, Protocol};
+use crate::smtp::address::{check_account_address, AccountAddrError};
 use crate::store::{Store, StoreError};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -269,9 +270,13 @@ pub fn add_account(
         Some(a) => a.to_ascii_lowercase(),
         None => format!("{name}@{}", config.primary_domain()),
     };
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && config.is_local_domain(domain) => {}
-        _ => bail!("address {address:?} is not at a local domain"),
+    match check_account_address(&address, |d| config.is_local_domain(d)) {
+        Ok(()) => {}
+        Err(AccountAddrError::NotLocal) => bail!("address {address:?} is not at a local domain"),
+        Err(AccountAddrError::Invalid) => bail!(
+            "address {address:?} is not a valid address: local@domain, the local part \
+             an RFC 5321 dot-string without quotes, spaces, brackets, '%' or '!'"
+        ),
     }
     let generated = password.is_none().then(generate_password);
     let pw = password.or(generated.as_deref()).unwrap_or_default();

@@ -189,6 +189,20 @@ pub struct Limits {
     /// Unknown or malformed commands before the session is closed.
     #[serde(default = "default_max_bad_commands")]
     pub max_bad_commands: u32,
+    /// No-op commands per session (SMTP NOOP, RSET, VRFY, HELP, repeated
+    /// HELO/EHLO; POP3 CAPA, NOOP, RSET, AUTH without a mechanism) before
+    /// it is closed, as Postfix's smtpd_junk_command_limit. SMTP restarts
+    /// the count at each DATA.
+    #[serde(default = "default_max_junk_commands")]
+    pub max_junk_commands: u32,
+    /// Total time a POP3 or SMTP session may last before logging in or
+    /// authenticating; checked between commands, so a DATA transfer under
+    /// way is never cut.
+    #[serde(
+        default = "default_unauthenticated_lifetime",
+        with = "humantime_serde_compat"
+    )]
+    pub unauthenticated_session_lifetime: Duration,
     /// First delay after a failed login; it doubles per failure from one IP.
     #[serde(default = "default_auth_fail_delay", with = "humantime_serde_compat")]
     pub auth_failure_delay: Duration,
@@ -456,6 +470,15 @@ impl Config {
         if self.limits.smtp_idle_timeout < Duration::from_secs(1) {
             return bad("limits.smtp_idle_timeout", "must be at least 1s");
         }
+        if self.limits.unauthenticated_session_lifetime < Duration::from_secs(1) {
+            return bad(
+                "limits.unauthenticated_session_lifetime",
+                "must be at least 1s",
+            );
+        }
+        if self.limits.max_junk_commands < 1 {
+            return bad("limits.max_junk_commands", "must be at least 1");
+        }
         // Counts that size semaphores, buffers or clocks: a huge value would
         // panic or exhaust memory at run time instead of failing here.
         let counts = [
@@ -720,6 +743,16 @@ fn default_max_line() -> usize {
 }
 fn default_max_bad_commands() -> u32 {
     10
+}
+/// Postfix's smtpd_junk_command_limit default.
+fn default_max_junk_commands() -> u32 {
+    100
+}
+/// Postfix's SMTP client stops reusing a connection after 300 s
+/// (smtp_connection_reuse_time_limit); an honest client logs in within
+/// seconds.
+fn default_unauthenticated_lifetime() -> Duration {
+    Duration::from_secs(300)
 }
 fn default_auth_fail_delay() -> Duration {
     Duration::from_secs(1)

@@ -8,6 +8,11 @@ fn embedded_default_parses() {
     assert_eq!(c.listeners.len(), 7);
     assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
     assert_eq!(
+        c.limits.unauthenticated_session_lifetime,
+        Duration::from_secs(300)
+    );
+    assert_eq!(c.limits.max_junk_commands, 100);
+    assert_eq!(
         c.listener("pop").unwrap().fcrdns_mode(),
         FcrdnsMode::RefuseMismatch
     );
@@ -106,6 +111,14 @@ fn out_of_range_values_are_refused() {
         (
             "[outbound]\nmax_connections = 0\n",
             "outbound.max_connections",
+        ),
+        (
+            "[limits]\nunauthenticated_session_lifetime = '0s'\n",
+            "limits.unauthenticated_session_lifetime",
+        ),
+        (
+            "[limits]\nmax_junk_commands = 0\n",
+            "limits.max_junk_commands",
         ),
         (
             "[outbound]\nmax_per_destination = 0\n",

@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
@@ -77,6 +77,8 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
         stls: listener.tls_mode() == TlsMode::Starttls,
         plaintext_auth: listener.plaintext_auth,
         max_bad_commands: app.config.limits.max_bad_commands,
+        max_junk_commands: app.config.limits.max_junk_commands,
+        unauthenticated_lifetime: app.config.limits.unauthenticated_session_lifetime,
     };
     let mut session = Session::new(cfg, conn.is_tls());
     let mut ctx = Ctx {
@@ -117,8 +119,19 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
                 None => std::future::pending().await,
             }
         };
+        // The wait ends at the idle timeout or, before login, at the end
+        // of the session's lifetime, whichever comes first.
+        let (wait, ends_life) = match session.lifetime_left(Instant::now()) {
+            Some(left) if left < idle => (left, true),
+            _ => (idle, false),
+        };
+        if ends_life && wait.is_zero() {
+            tracing::info!("unauthenticated session lifetime exceeded");
+            let _ = timed(idle, conn.write_all(session::LIFETIME_OVER)).await;
+            return;
+        }
         let line = tokio::select! {
-            r = tokio::time::timeout(idle, conn.read_line(max_line)) => r,
+            r = tokio::time::timeout(wait, conn.read_line(max_line)) => r,
             _ = lost => {
                 tracing::warn!("mailbox lock lost");
                 let _ = timed(idle, conn.write_all(session::LOCK_LOST)).await;
@@ -126,6 +139,11 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             }
         };
         let mut out = match line {
+            Err(_) if ends_life => {
+                tracing::info!("unauthenticated session lifetime exceeded");
+                let _ = timed(idle, conn.write_all(session::LIFETIME_OVER)).await;
+                return;
+            }
             Err(_) => {
                 tracing::info!("idle timeout");
                 let _ = timed(idle, conn.write_all(session::IDLE_TIMEOUT)).await;

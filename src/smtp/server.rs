@@ -15,7 +15,7 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -42,6 +42,8 @@ pub fn settings(app: &App, l: &Listener) -> Settings {
         max_message_size: app.config.max_message_size,
         max_recipients: app.config.limits.max_recipients,
         max_bad_commands: app.config.limits.max_bad_commands,
+        max_junk_commands: app.config.limits.max_junk_commands,
+        unauthenticated_lifetime: app.config.limits.unauthenticated_session_lifetime,
         starttls: l.tls_mode() == TlsMode::Starttls,
         plaintext_auth: l.plaintext_auth,
         relay_by_auth: l.relay_by.contains(&RelayBy::Auth),
@@ -129,12 +131,19 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
         if !conn.has_buffered_input() {
             timed(ctx, conn.flush()).await?;
         }
-        let line = match tokio::time::timeout(
-            ctx.app.config.limits.smtp_idle_timeout,
-            conn.read_line(ctx.app.config.limits.max_line_length),
-        )
-        .await
-        {
+        // The wait for a command ends at the idle timeout or, before AUTH,
+        // at the end of the session's lifetime, whichever comes first.
+        let idle = ctx.app.config.limits.smtp_idle_timeout;
+        let (wait, ends_life) = match session.lifetime_left(Instant::now()) {
+            Some(left) if left < idle => (left, true),
+            _ => (idle, false),
+        };
+        if ends_life && wait.is_zero() {
+            return send(ctx, conn, &session.lifetime_over()).await;
+        }
+        let max_line = ctx.app.config.limits.max_line_length;
+        let line = match tokio::time::timeout(wait, conn.read_line(max_line)).await {
+            Err(_) if ends_life => return send(ctx, conn, &session.lifetime_over()).await,
             Err(_) => return send(ctx, conn, &timeout_reply(ctx)).await,
             Ok(line) => line?,
         };
