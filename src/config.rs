@@ -199,8 +199,9 @@ pub struct Limits {
     /// Open connections per listener; more wait in the kernel backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Open connections per listener from one client IP (Postfix's
-    /// smtpd_client_connection_count_limit); more are refused at once.
+    /// Open connections per listener from one client, an IPv4 address or an
+    /// IPv6 /64 (Postfix's smtpd_client_connection_count_limit); more are
+    /// refused at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
     /// Networks without the per-IP limit (local webmail, monitoring).

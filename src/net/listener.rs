@@ -1,8 +1,11 @@
 //! The accept loop: one task per connection, at most `max_connections` at
 //! once (more wait in the kernel backlog) and at most
 //! `max_connections_per_ip` from one client, so neither a flood nor one
-//! greedy host can exhaust memory or lock others out.
+//! greedy host can exhaust memory or lock others out. A client is an IPv4
+//! address or an IPv6 /64, as for failed logins: a subscriber's /64 holds
+//! more addresses than any limit.
 
+use crate::auth::failures::key as client_key;
 use crate::config::Limits;
 use std::collections::HashMap;
 use std::future::Future;
@@ -13,7 +16,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-/// Open connections per client IP; an entry lives while its count is > 0.
+/// Open connections per client (see [`client_key`]); an entry lives while
+/// its count is > 0.
 #[derive(Default)]
 struct PerIp(Mutex<HashMap<IpAddr, usize>>);
 
@@ -25,6 +29,7 @@ struct IpSlot {
 
 impl PerIp {
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let ip = client_key(ip);
         let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let n = map.entry(ip).or_insert(0);
         if *n >= max {
@@ -112,6 +117,22 @@ pub async fn accept_loop<F, Fut>(
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[test]
+    fn ipv6_clients_count_per_64() {
+        let table = Arc::new(PerIp::default());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let a = table.take(ip("2001:db8:1:2::1"), 2).unwrap();
+        let _b = table.take(ip("2001:db8:1:2:ffff::9"), 2).unwrap();
+        assert!(table.take(ip("2001:db8:1:2::77"), 2).is_none());
+        // Another /64 and IPv4 addresses are clients of their own.
+        assert!(table.take(ip("2001:db8:1:3::1"), 2).is_some());
+        let _c = table.take(ip("127.0.0.2"), 1).unwrap();
+        assert!(table.take(ip("127.0.0.3"), 1).is_some());
+        assert!(table.take(ip("::ffff:127.0.0.2"), 1).is_none());
+        drop(a);
+        assert!(table.take(ip("2001:db8:1:2::5"), 2).is_some());
+    }
 
     #[tokio::test]
     async fn one_address_gets_only_its_share() {
