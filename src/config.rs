@@ -210,10 +210,15 @@ pub struct Limits {
     /// `Received:` headers above which a message is refused as a loop.
     #[serde(default = "default_max_received")]
     pub max_received_headers: usize,
-    /// Octets of SMTP DATA held in memory across all connections; past it a
-    /// new message goes straight to a spool file.
-    #[serde(default = "default_smtp_memory_spool_total")]
-    pub smtp_memory_spool_total: usize,
+    /// Octets all SMTP and POP3 connections together may hold in line
+    /// buffers and in-memory DATA beyond each one's small base: past it a
+    /// message goes straight to a spool file, and a client whose line
+    /// cannot grow gets a temporary error. Formerly `smtp_memory_spool_total`.
+    #[serde(
+        default = "default_connection_memory_total",
+        alias = "smtp_memory_spool_total"
+    )]
+    pub connection_memory_total: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -625,7 +630,7 @@ fn default_max_connections() -> usize {
 fn default_max_received() -> usize {
     50
 }
-fn default_smtp_memory_spool_total() -> usize {
+fn default_connection_memory_total() -> usize {
     64 << 20
 }
 fn default_web_session() -> Duration {

@@ -14,6 +14,17 @@ fn embedded_default_parses() {
     assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
 }
 
+/// `connection_memory_total` took over from `smtp_memory_spool_total`, which
+/// older files still use.
+#[test]
+fn connection_memory_total_keeps_its_old_name() {
+    let c = Config::parse("[limits]\nsmtp_memory_spool_total = 5\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 5);
+    let c = Config::parse("[limits]\nconnection_memory_total = 6\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 6);
+    assert_eq!(Limits::default().connection_memory_total, 64 << 20);
+}
+
 #[test]
 fn spec_example_parses() {
     let text = r#"

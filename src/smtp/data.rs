@@ -9,17 +9,18 @@
 //! too many `Received:` headers refuse the message after the data is read.
 //!
 //! Memory: a message stays in memory up to 512 KiB only while the process
-//! wide [`MemoryBudget`] lasts (8 KiB per connection are always allowed);
+//! wide [`MemoryBudget`] (`[limits] connection_memory_total`, shared with
+//! the line buffers) lasts (8 KiB per connection are always allowed);
 //! past that it goes to an unlinked spool file, written in chunks by the
 //! server on the blocking pool so a slow disk never stalls the executor.
 
 use super::reply::{self, Reply};
 use super::session::Transaction;
+use crate::net::{MemoryBudget, Reservation};
 use crate::store::{Store, StoreError};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Longest line accepted inside a message, in octets.
@@ -34,41 +35,6 @@ const FLOOR: usize = 8 * 1024;
 /// Budget reservations grow in steps of this size (fewer atomic updates).
 const STEP: usize = 16 * 1024;
 
-/// The memory all DATA spools of the process may hold together
-/// (`[limits] smtp_memory_spool_total`): 20,000 connections must not hold
-/// 20,000 in-memory messages.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    limit: usize,
-    used: AtomicUsize,
-}
-
-impl MemoryBudget {
-    pub fn new(limit: usize) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget {
-            limit,
-            used: AtomicUsize::new(0),
-        })
-    }
-
-    /// Octets currently reserved by all spools.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn try_take(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|&t| t <= self.limit)
-            })
-            .is_ok()
-    }
-
-    fn give_back(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
 /// The message being received: memory first, an unlinked file once it
 /// passes `SPILL_AT` or the [`MemoryBudget`] is spent, so a 50 MB message
 /// never sits in memory. Memory use is `buf` (reserved from the budget
@@ -76,14 +42,7 @@ impl MemoryBudget {
 pub struct Spool {
     buf: Vec<u8>,
     file: Option<Arc<File>>,
-    budget: Arc<MemoryBudget>,
-    reserved: usize,
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        self.budget.give_back(self.reserved);
-    }
+    memory: Reservation,
 }
 
 /// A blocking write the server runs off the executor (`spawn_blocking`):
@@ -112,8 +71,7 @@ impl Spool {
         Spool {
             buf: Vec::new(),
             file: None,
-            budget,
-            reserved: 0,
+            memory: Reservation::new(budget),
         }
     }
 
@@ -134,20 +92,14 @@ impl Spool {
             return true;
         }
         let need = len.saturating_sub(FLOOR);
-        if need > self.reserved {
-            let more = (need - self.reserved).max(STEP);
-            if !self.budget.try_take(more) {
-                return true;
-            }
-            self.reserved += more;
-        }
-        false
+        let held = self.memory.held();
+        need > held && !self.memory.resize(need.max(held + STEP))
     }
 
     /// The buffered octets as a blocking write; the buffer's budget is
     /// returned (the write job owns its data now).
     fn take_write(&mut self, dir: &Path) -> FileWrite {
-        self.budget.give_back(std::mem::take(&mut self.reserved));
+        self.memory.release();
         FileWrite {
             dir: dir.to_path_buf(),
             file: self.file.clone(),
@@ -163,7 +115,7 @@ impl Spool {
                 let mut f: &File = f;
                 f.write_all(&self.buf)?;
                 self.buf = Vec::new();
-                self.budget.give_back(std::mem::take(&mut self.reserved));
+                self.memory.release();
                 f.rewind()?;
                 Ok(Box::new(io::BufReader::with_capacity(FILE_CHUNK, f)))
             }
