@@ -4,7 +4,7 @@
 use crate::auth::{failures::FailurePolicy, Authenticator, FailureTracker};
 use crate::config::Config;
 use crate::dns::Dns;
-use crate::net::MemoryBudget;
+use crate::net::{FdBudget, MemoryBudget};
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
@@ -23,6 +23,9 @@ pub struct App {
     pub queue_wakeup: tokio::sync::Notify,
     /// Line buffers and in-memory DATA of all client connections.
     pub memory: Arc<MemoryBudget>,
+    /// Descriptors for client connections and spool files; sized by `serve`
+    /// from the open-file limit.
+    pub fds: Arc<FdBudget>,
 }
 
 impl App {
@@ -53,6 +56,7 @@ impl App {
             node,
             queue_wakeup: tokio::sync::Notify::new(),
             memory: MemoryBudget::new(config.limits.connection_memory_total),
+            fds: FdBudget::new(usize::MAX),
             config,
         }))
     }

@@ -204,6 +204,10 @@ pub struct Limits {
     /// refused at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// File descriptors kept out of the client connections' share of the
+    /// open-file limit, for the store's Maildir, queue and database files.
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
     /// Networks without the per-IP limit (local webmail, monitoring).
     #[serde(default = "default_connection_limit_exempt")]
     pub connection_limit_exempt: Vec<ipnet::IpNet>,
@@ -403,6 +407,7 @@ impl Config {
             ),
             // RFC 5321 4.5.3.1.4: command lines of 512 octets.
             ("limits.max_line_length", self.limits.max_line_length, 512),
+            ("limits.reserved_fds", self.limits.reserved_fds, 16),
             ("outbound.max_connections", self.outbound.max_connections, 1),
             (
                 "outbound.max_per_destination",
@@ -617,6 +622,9 @@ fn default_max_recipients() -> usize {
 }
 fn default_max_connections_per_ip() -> usize {
     50
+}
+fn default_reserved_fds() -> usize {
+    128
 }
 fn default_connection_limit_exempt() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128"]

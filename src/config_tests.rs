@@ -114,6 +114,7 @@ fn out_of_range_values_are_refused() {
             "[limits]\nmax_line_length = 100\n",
             "limits.max_line_length",
         ),
+        ("[limits]\nreserved_fds = 3\n", "limits.reserved_fds"),
         (
             "[outbound]\nmax_connections = 0\n",
             "outbound.max_connections",

@@ -1,11 +1,13 @@
 //! The thin network layer shared by the protocol servers: a stream that may
 //! be upgraded to TLS, a line reader bounded by the shared memory budget,
-//! and the accept loop.
+//! the accept loop, and the file-descriptor budget.
 
 mod conn;
+mod fds;
 mod listener;
 mod memory;
 
 pub use conn::{Conn, Line, Stream};
-pub use listener::accept_loop;
+pub use fds::{open_now, raise_nofile_limit, FdBudget, FdPlan, FdSlot};
+pub use listener::{accept_loop, Refusals};
 pub use memory::{MemoryBudget, Reservation};

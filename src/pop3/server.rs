@@ -25,7 +25,10 @@ use tracing::Instrument;
 const CHUNK: usize = 256 * 1024;
 
 /// RFC 2449 8.1.2: SYS/TEMP for a condition that may pass.
-const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+const REFUSALS: net::Refusals = net::Refusals {
+    per_client: b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+    busy: b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+};
 
 /// The shared memory budget cannot hold the client's line (RFC 2449 8.1.2).
 const NO_MEMORY: &[u8] = b"-ERR [SYS/TEMP] Server busy, try again later\r\n";
@@ -35,11 +38,17 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let listener = Arc::new(listener);
     let limits = app.config.limits.clone();
-    net::accept_loop(tcp, &limits, TOO_MANY, move |stream, peer| {
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
-        handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
-    })
+    net::accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        REFUSALS,
+        move |stream, peer| {
+            let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
+            handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
+        },
+    )
     .await;
 }
 

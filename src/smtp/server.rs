@@ -10,7 +10,7 @@ use crate::app::App;
 use crate::auth::AuthResult;
 use crate::config::{FcrdnsMode, Listener, RelayBy, TlsMode};
 use crate::dns::{decide, Decision};
-use crate::net::{accept_loop, Conn, Line};
+use crate::net::{accept_loop, Conn, Line, Refusals};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,20 +57,29 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     static SESSIONS: AtomicU64 = AtomicU64::new(1);
     let limits = app.config.limits.clone();
     // RFC 5321 3.8: 421 and close when the service cannot take the client.
-    let too_many: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
-    accept_loop(tcp, &limits, too_many, move |stream, peer| {
-        let ctx = ctx.clone();
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
-        async move {
-            let mut conn = Conn::new(stream, peer, ctx.app.memory.clone());
-            if let Err(e) = serve(&ctx, &mut conn).await {
-                tracing::debug!(error = %e, "connection ended");
+    let refusals = Refusals {
+        per_client: b"421 4.7.0 Too many connections from your address\r\n",
+        busy: b"421 4.3.2 Too many connections, try again later\r\n",
+    };
+    accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        refusals,
+        move |stream, peer| {
+            let ctx = ctx.clone();
+            let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
+            async move {
+                let mut conn = Conn::new(stream, peer, ctx.app.memory.clone());
+                if let Err(e) = serve(&ctx, &mut conn).await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                conn.shutdown().await;
             }
-            conn.shutdown().await;
-        }
-        .instrument(span)
-    })
+            .instrument(span)
+        },
+    )
     .await;
 }
 
@@ -248,7 +257,12 @@ async fn receive(
     tx: Transaction,
 ) -> io::Result<Step> {
     let cfg = &ctx.app.config;
-    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size, ctx.app.memory.clone());
+    let mut c = Collector::new(
+        &ctx.spool_dir,
+        cfg.max_message_size,
+        ctx.app.memory.clone(),
+        ctx.app.fds.clone(),
+    );
     loop {
         let line =
             tokio::time::timeout(cfg.limits.smtp_idle_timeout, conn.read_line(MAX_DATA_LINE)).await;
