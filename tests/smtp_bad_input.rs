@@ -363,5 +363,6 @@ fn unterminated_lines_in_data_stay_within_the_memory_budget() {
             refused += 1;
         }
     }
+    eprintln!("{refused} of {} refused", held.len());
     assert!(refused > HOSTS * PER_HOST / 2, "only {refused} refused");
 }
