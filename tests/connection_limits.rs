@@ -105,4 +105,36 @@ fn near_the_open_file_limit_clients_are_refused_and_mail_is_stored() {
         greeting(&mut Client::connect(mx)).starts_with("220")
     }));
     assert!(s.logged("fewer than the 140000 that the listeners"));
+    assert!(s.logged("new clients refused"));
+}
+
+/// An open-file limit that leaves no descriptor for clients stops `serve`
+/// at start, naming the keys that take them.
+#[test]
+fn an_open_file_limit_too_low_for_any_client_stops_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("betomail.toml");
+    let data = dir.path().join("data");
+    std::fs::write(&config, format!("data_dir = {data:?}\n{LISTENERS}")).unwrap();
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("serve")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    limit_open_files(&mut cmd, 150);
+    let mut child = cmd.spawn().unwrap();
+    let exited = wait_until(std::time::Duration::from_secs(10), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(exited && !out.status.success(), "serve kept running: {err}");
+    assert!(
+        err.contains("`limits.reserved_fds` and `outbound.max_connections`"),
+        "{err}"
+    );
 }

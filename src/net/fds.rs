@@ -11,6 +11,7 @@ use std::fs::File;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The soft and hard RLIMIT_NOFILE.
@@ -78,6 +79,8 @@ pub struct FdBudget {
     /// Closed to accept and refuse one client when the process is out of
     /// descriptors (EMFILE), then reopened: as nginx and libuv do.
     spare: Mutex<Option<File>>,
+    /// When the last refusal was logged, and refusals since.
+    refused: Mutex<(Option<Instant>, u64)>,
 }
 
 /// One descriptor of the budget, given back when dropped.
@@ -96,6 +99,7 @@ impl FdBudget {
             limit: AtomicUsize::new(limit),
             used: AtomicUsize::new(0),
             spare: Mutex::new(File::open("/dev/null").ok()),
+            refused: Mutex::new((None, 0)),
         })
     }
 
@@ -118,6 +122,20 @@ impl FdBudget {
             .map(|_| FdSlot(self.clone()))
     }
 
+    /// Counts a client refused for want of descriptors; warns at most once
+    /// a second, with the count, so that a flood does not flood the log.
+    pub fn note_refused(&self) {
+        let mut r = self.refused.lock().unwrap_or_else(|p| p.into_inner());
+        r.1 += 1;
+        if r.0.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+            tracing::warn!(
+                refused = r.1,
+                "file descriptors for clients spent: new clients refused"
+            );
+            *r = (Some(Instant::now()), 0);
+        }
+    }
+
     /// After EMFILE/ENFILE from accept: frees the spare descriptor so that
     /// the waiting client gets `busy` instead of hanging in the backlog.
     /// False when there was no spare to use.
@@ -126,9 +144,9 @@ impl FdBudget {
             return false;
         };
         drop(spare);
-        let accepted = tokio::time::timeout(std::time::Duration::from_secs(1), listener.accept());
-        if let Ok(Ok((tcp, peer))) = accepted.await {
-            tracing::warn!(%peer, "out of file descriptors: client refused");
+        let accepted = tokio::time::timeout(Duration::from_secs(1), listener.accept());
+        if let Ok(Ok((tcp, _))) = accepted.await {
+            self.note_refused();
             refuse(tcp, busy);
         }
         *self.lock_spare() = File::open("/dev/null").ok();

@@ -90,7 +90,7 @@ pub async fn accept_loop<F, Fut>(
         match listener.accept().await {
             Ok((tcp, peer)) => {
                 let Some(fd) = fds.try_take() else {
-                    tracing::warn!(%peer, "file descriptors for clients spent: client refused");
+                    fds.note_refused();
                     refuse(tcp, refusals.busy);
                     continue;
                 };
@@ -114,8 +114,8 @@ pub async fn accept_loop<F, Fut>(
                 });
             }
             Err(e) if out_of_descriptors(&e) => {
-                tracing::warn!(error = %e, "accept failed: out of file descriptors");
                 if !fds.refuse_with_spare(&listener, refusals.busy).await {
+                    tracing::warn!(error = %e, "accept failed: out of file descriptors");
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
