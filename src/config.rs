@@ -215,20 +215,30 @@ pub struct Limits {
     /// Open connections per listener; more wait in the kernel backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Open connections per listener from one client IP (Postfix's
-    /// smtpd_client_connection_count_limit); more are refused at once.
+    /// Open connections per listener from one client, an IPv4 address or an
+    /// IPv6 /64 (Postfix's smtpd_client_connection_count_limit); more are
+    /// refused at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// File descriptors kept out of the client connections' share of the
+    /// open-file limit, for the store's Maildir, queue and database files.
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
     /// Networks without the per-IP limit (local webmail, monitoring).
     #[serde(default = "default_connection_limit_exempt")]
     pub connection_limit_exempt: Vec<ipnet::IpNet>,
     /// `Received:` headers above which a message is refused as a loop.
     #[serde(default = "default_max_received")]
     pub max_received_headers: usize,
-    /// Octets of SMTP DATA held in memory across all connections; past it a
-    /// new message goes straight to a spool file.
-    #[serde(default = "default_smtp_memory_spool_total")]
-    pub smtp_memory_spool_total: usize,
+    /// Octets all SMTP and POP3 connections together may hold in line
+    /// buffers and in-memory DATA beyond each one's small base: past it a
+    /// message goes straight to a spool file, and a client whose line
+    /// cannot grow gets a temporary error. Formerly `smtp_memory_spool_total`.
+    #[serde(
+        default = "default_connection_memory_total",
+        alias = "smtp_memory_spool_total"
+    )]
+    pub connection_memory_total: usize,
     /// Store calls (SQLite, Maildir) running at once on blocking threads.
     #[serde(default = "default_store_calls")]
     pub store_calls: usize,
@@ -490,6 +500,7 @@ impl Config {
             ),
             // RFC 5321 4.5.3.1.4: command lines of 512 octets.
             ("limits.max_line_length", self.limits.max_line_length, 512),
+            ("limits.reserved_fds", self.limits.reserved_fds, 16),
             ("outbound.max_connections", self.outbound.max_connections, 1),
             ("limits.store_calls", self.limits.store_calls, 1),
             (
@@ -766,6 +777,9 @@ fn default_max_recipients() -> usize {
 fn default_max_connections_per_ip() -> usize {
     50
 }
+fn default_reserved_fds() -> usize {
+    128
+}
 fn default_connection_limit_exempt() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128"]
         .iter()
@@ -778,7 +792,7 @@ fn default_max_connections() -> usize {
 fn default_max_received() -> usize {
     50
 }
-fn default_smtp_memory_spool_total() -> usize {
+fn default_connection_memory_total() -> usize {
     64 << 20
 }
 fn default_argon2_memory() -> u32 {

@@ -19,6 +19,17 @@ fn embedded_default_parses() {
     assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
 }
 
+/// `connection_memory_total` took over from `smtp_memory_spool_total`, which
+/// older files still use.
+#[test]
+fn connection_memory_total_keeps_its_old_name() {
+    let c = Config::parse("[limits]\nsmtp_memory_spool_total = 5\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 5);
+    let c = Config::parse("[limits]\nconnection_memory_total = 6\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 6);
+    assert_eq!(Limits::default().connection_memory_total, 64 << 20);
+}
+
 #[test]
 fn spec_example_parses() {
     let text = r#"
@@ -108,6 +119,7 @@ fn out_of_range_values_are_refused() {
             "[limits]\nmax_line_length = 100\n",
             "limits.max_line_length",
         ),
+        ("[limits]\nreserved_fds = 3\n", "limits.reserved_fds"),
         (
             "[outbound]\nmax_connections = 0\n",
             "outbound.max_connections",

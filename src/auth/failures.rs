@@ -115,8 +115,9 @@ impl FailureTracker {
     }
 }
 
-/// The counting key: an IPv4 address, or the /64 of an IPv6 one.
-fn key(ip: IpAddr) -> IpAddr {
+/// The counting key: an IPv4 address, or the /64 of an IPv6 one (also the
+/// per-client connection limit's, so one subscriber is one client there too).
+pub fn key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
         v4 => v4,

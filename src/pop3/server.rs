@@ -25,18 +25,30 @@ use tracing::Instrument;
 const CHUNK: usize = 256 * 1024;
 
 /// RFC 2449 8.1.2: SYS/TEMP for a condition that may pass.
-const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+const REFUSALS: net::Refusals = net::Refusals {
+    per_client: b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+    busy: b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+};
+
+/// The shared memory budget cannot hold the client's line (RFC 2449 8.1.2).
+const NO_MEMORY: &[u8] = b"-ERR [SYS/TEMP] Server busy, try again later\r\n";
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let listener = Arc::new(listener);
     let limits = app.config.limits.clone();
-    net::accept_loop(tcp, &limits, TOO_MANY, move |stream, peer| {
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
-        handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
-    })
+    net::accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        REFUSALS,
+        move |stream, peer| {
+            let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
+            handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
+        },
+    )
     .await;
 }
 
@@ -50,7 +62,7 @@ struct Ctx {
 }
 
 async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: SocketAddr, id: u64) {
-    let mut conn = Conn::new(tcp, peer);
+    let mut conn = Conn::new(tcp, peer, app.memory.clone());
     let idle = app.config.limits.pop3_idle_timeout;
     let ip = peer.ip().to_canonical();
     // Futures of one-off steps are boxed so that they do not size every
@@ -151,6 +163,11 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             }
             Ok(Err(e)) => return tracing::debug!(error = %e, "read failed"),
             Ok(Ok(Line::Eof)) => return tracing::debug!("client disconnected"),
+            Ok(Ok(Line::NoMemory)) => {
+                tracing::warn!("connection memory budget spent; closing the connection");
+                let _ = timed(idle, conn.write_all(NO_MEMORY)).await;
+                return;
+            }
             Ok(Ok(Line::TooLong)) => session.line_too_long(),
             Ok(Ok(Line::Complete { bytes, .. })) => session.input(&bytes),
         };

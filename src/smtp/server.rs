@@ -3,18 +3,18 @@
 //! the store, and streams DATA into the spool and on into the store.
 
 use super::command;
-use super::data::{self, Collector, MemoryBudget, Trace, MAX_DATA_LINE};
+use super::data::{self, Collector, Trace, MAX_DATA_LINE};
 use super::reply::Reply;
 use super::session::{Session, Settings, Step, Transaction};
 use crate::app::App;
 use crate::auth::AuthResult;
 use crate::config::{FcrdnsMode, Listener, RelayBy, TlsMode};
 use crate::dns::{decide, Decision};
-use crate::net::{accept_loop, Conn, Line};
+use crate::net::{accept_loop, Conn, Line, Refusals};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 use tokio::net::TcpListener;
 use tracing::Instrument;
@@ -24,15 +24,6 @@ struct Ctx {
     listener: Listener,
     settings: Settings,
     spool_dir: PathBuf,
-    budget: Arc<MemoryBudget>,
-}
-
-/// One DATA memory budget for the whole process, shared by all listeners.
-fn budget(app: &App) -> Arc<MemoryBudget> {
-    static BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
-    BUDGET
-        .get_or_init(|| MemoryBudget::new(app.config.limits.smtp_memory_spool_total))
-        .clone()
 }
 
 pub fn settings(app: &App, l: &Listener) -> Settings {
@@ -61,7 +52,6 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     sweep_spool(&spool_dir);
     let ctx = Arc::new(Ctx {
         settings: settings(&app, &listener),
-        budget: budget(&app),
         app: app.clone(),
         listener,
         spool_dir,
@@ -69,20 +59,29 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     static SESSIONS: AtomicU64 = AtomicU64::new(1);
     let limits = app.config.limits.clone();
     // RFC 5321 3.8: 421 and close when the service cannot take the client.
-    let too_many: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
-    accept_loop(tcp, &limits, too_many, move |stream, peer| {
-        let ctx = ctx.clone();
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
-        async move {
-            let mut conn = Conn::new(stream, peer);
-            if let Err(e) = serve(&ctx, &mut conn).await {
-                tracing::debug!(error = %e, "connection ended");
+    let refusals = Refusals {
+        per_client: b"421 4.7.0 Too many connections from your address\r\n",
+        busy: b"421 4.3.2 Too many connections, try again later\r\n",
+    };
+    accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        refusals,
+        move |stream, peer| {
+            let ctx = ctx.clone();
+            let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
+            async move {
+                let mut conn = Conn::new(stream, peer, ctx.app.memory.clone());
+                if let Err(e) = serve(&ctx, &mut conn).await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                conn.shutdown().await;
             }
-            conn.shutdown().await;
-        }
-        .instrument(span)
-    })
+            .instrument(span)
+        },
+    )
     .await;
 }
 
@@ -149,6 +148,7 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
         };
         let mut step = match line {
             Line::Eof => return Ok(()),
+            Line::NoMemory => return send(ctx, conn, &no_memory_reply()).await,
             Line::TooLong => session.too_long(),
             Line::Complete { bytes, .. } if session.in_auth() => session.auth_line(&bytes),
             Line::Complete { bytes, .. } => session.handle(command::parse(&bytes)),
@@ -263,7 +263,12 @@ async fn receive(
     tx: Transaction,
 ) -> io::Result<Step> {
     let cfg = &ctx.app.config;
-    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size, ctx.budget.clone());
+    let mut c = Collector::new(
+        &ctx.spool_dir,
+        cfg.max_message_size,
+        ctx.app.memory.clone(),
+        ctx.app.fds.clone(),
+    );
     loop {
         let line =
             tokio::time::timeout(cfg.limits.smtp_idle_timeout, conn.read_line(MAX_DATA_LINE)).await;
@@ -274,6 +279,7 @@ async fn receive(
                 Line::Eof => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA"))
                 }
+                Line::NoMemory => return Ok(Step::Close(no_memory_reply())),
                 Line::TooLong => c.line_too_long(),
                 Line::Complete { bytes, bare_lf } => {
                     if c.is_end(&bytes, bare_lf) {
@@ -333,6 +339,14 @@ async fn receive(
         Err(e) => tracing::warn!(error = %e, reply = %reply.summary(), "message not stored"),
     }
     Ok(Step::Reply(reply))
+}
+
+/// RFC 5321 3.8: 421 and close when the service cannot go on; RFC 3463
+/// 4.3.2: the system is not accepting messages for now. The client retries
+/// the whole transaction later.
+fn no_memory_reply() -> Reply {
+    tracing::warn!("connection memory budget spent; closing the connection");
+    Reply::new(421, "4.3.2 Server busy, try again later")
 }
 
 fn timeout_reply(ctx: &Ctx) -> Reply {

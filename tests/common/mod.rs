@@ -65,6 +65,8 @@ pub struct TestServer {
     addrs: HashMap<String, SocketAddr>,
     /// Lines the server printed to stderr, collected in the background.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Soft and hard RLIMIT_NOFILE of the server process, when set.
+    fd_limit: Option<u64>,
 }
 
 impl TestServer {
@@ -72,6 +74,21 @@ impl TestServer {
     /// tables); `listeners` is the `[[listener]]` list (e.g. [`LISTENERS`]).
     /// `data_dir`, `hostname` and `local_domains` are set unless `head` does.
     pub fn start(head: &str, listeners: &str) -> TestServer {
+        let mut s = Self::configure(head, listeners);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Self::start`], under an open-file limit of `nofile` (soft and
+    /// hard, so the server cannot raise it).
+    pub fn start_with_fd_limit(head: &str, listeners: &str, nofile: u64) -> TestServer {
+        let mut s = Self::configure(head, listeners);
+        s.fd_limit = Some(nofile);
+        s.spawn();
+        s
+    }
+
+    fn configure(head: &str, listeners: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut text = String::new();
         if !head.contains("data_dir") {
@@ -93,15 +110,14 @@ impl TestServer {
         text += listeners;
         let config = dir.path().join("betomail.toml");
         std::fs::write(&config, text).unwrap();
-        let mut s = TestServer {
+        TestServer {
             child: None,
             dir,
             config,
             addrs: HashMap::new(),
             log: Default::default(),
-        };
-        s.spawn();
-        s
+            fd_limit: None,
+        }
     }
 
     /// The SPEC's listener set with defaults.
@@ -110,15 +126,17 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(BIN)
-            .arg("--config")
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--config")
             .arg(&self.config)
             .arg("serve")
             .env("BETOMAIL_LOG", "debug")
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting betomail serve");
+            .stderr(Stdio::piped());
+        if let Some(n) = self.fd_limit {
+            limit_open_files(&mut cmd, n);
+        }
+        let mut child = cmd.spawn().expect("starting betomail serve");
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = self.log.clone();
@@ -199,6 +217,21 @@ impl TestServer {
         assert!(out.status.success(), "deliver: {out:?}");
     }
 
+    /// The server process, for reading its `/proc/<pid>` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB, e.g. `VmRSS` or `VmHWM` (peak).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -219,6 +252,24 @@ impl TestServer {
     pub fn restart(&mut self) {
         self.kill();
         self.spawn();
+    }
+}
+
+/// Runs `cmd` under an open-file limit of `n`, soft and hard.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
     }
 }
 
