@@ -13,6 +13,7 @@ fn settings() -> Settings {
         relay_by_auth: true,
         relay_by_grant: false,
         require_auth: false,
+        space: std::sync::Arc::new(DiskSpace::new(std::path::Path::new("/"))),
     }
 }
 
@@ -570,3 +571,29 @@ fn after_a_refused_data_the_transaction_goes_on_or_ends() {
 
 #[path = "session_relay_tests.rs"]
 mod relay;
+
+#[test]
+fn a_full_disk_refuses_at_mail_and_rcpt_before_any_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = std::sync::Arc::new(DiskSpace::new(dir.path()));
+    let mut d = Driver::new(Settings {
+        space: space.clone(),
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    space.configure(u64::MAX, 0); // less free than the minimum
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@remote.test>"),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    space.configure(0, 0);
+    assert_eq!(d.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(d.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    // The disk fills during the transaction: the next RCPT is refused and
+    // DATA still has the recipient accepted before.
+    space.configure(u64::MAX, 0);
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0002@be.test>"),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+}
