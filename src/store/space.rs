@@ -7,9 +7,9 @@
 //! POP locks and relay grants must still be written (they come before every
 //! deletion, SEED-6), and SQLite needs new pages for them. The reserve is a
 //! preallocated file of `[limits] disk_reserve` octets in the data
-//! directory: a lock or grant write that fails for lack of space deletes it
-//! and retries, and it is made again once the disk has room, as databases
-//! keep a "ballast" file. It beats preallocating SQLite pages (the WAL and a
+//! directory: a lock or grant write that fails for lack of space shrinks it
+//! by a step and retries, and it is filled up again once the disk has room,
+//! as databases keep a "ballast" file. It beats preallocating SQLite pages (the WAL and a
 //! checkpoint may still need new blocks) and in-memory locks (the admin CLI
 //! and other processes on the same data read the locks table).
 
@@ -17,12 +17,16 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A statvfs answer is reused this long: SMTP asks at every MAIL and RCPT.
 const CACHE_FOR: Duration = Duration::from_secs(1);
+
+/// The reserve is given up in steps of this fraction of its size, so one
+/// full disk leaves room for many lock writes, not one.
+const RESERVE_STEPS: u64 = 16;
 
 #[derive(Debug)]
 pub struct DiskSpace {
@@ -32,8 +36,8 @@ pub struct DiskSpace {
     min_free: AtomicU64,
     /// `[limits] disk_reserve`; 0 (no reserve) until configured.
     reserve_size: AtomicU64,
-    /// The reserve was given up and is to be made again.
-    reserve_spent: AtomicBool,
+    /// Octets the reserve file holds now.
+    reserve_left: Mutex<u64>,
     /// Octets available to us and when they were measured.
     cached: Mutex<Option<(Instant, u64)>>,
 }
@@ -45,7 +49,7 @@ impl DiskSpace {
             reserve_path: dir.join("reserve"),
             min_free: AtomicU64::new(0),
             reserve_size: AtomicU64::new(0),
-            reserve_spent: AtomicBool::new(true),
+            reserve_left: Mutex::new(0),
             cached: Mutex::new(None),
         }
     }
@@ -54,8 +58,13 @@ impl DiskSpace {
     pub fn configure(&self, min_free: u64, reserve: u64) {
         self.min_free.store(min_free, Ordering::Relaxed);
         self.reserve_size.store(reserve, Ordering::Relaxed);
-        self.reserve_spent.store(true, Ordering::Relaxed);
+        // What an earlier run left is counted afresh.
+        *self.left() = std::fs::metadata(&self.reserve_path).map_or(0, |m| m.len());
         self.restore_reserve();
+    }
+
+    fn left(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.reserve_left.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Octets an unprivileged writer may still use (statvfs `f_bavail`),
@@ -88,55 +97,67 @@ impl DiskSpace {
         self.available() >= self.min_free.load(Ordering::Relaxed).saturating_add(size)
     }
 
-    /// Runs a lock or grant write; if it fails for lack of space and the
-    /// reserve is there, gives the reserve up and runs it once more.
-    /// Blocking.
+    /// Runs a lock or grant write; while it fails for lack of space, gives
+    /// up a step of the reserve and runs it again. Blocking.
     pub fn with_reserve<T, E: IsDiskFull>(
         &self,
         mut write: impl FnMut() -> Result<T, E>,
     ) -> Result<T, E> {
-        let result = match write() {
-            Err(e) if e.is_disk_full() && self.release_reserve() => write(),
-            r => r,
+        let result = loop {
+            match write() {
+                Err(e) if e.is_disk_full() && self.shrink_reserve() => continue,
+                r => break r,
+            }
         };
-        if result.is_ok() && self.reserve_spent.load(Ordering::Relaxed) {
+        if result.is_ok() {
             self.restore_reserve();
         }
         result
     }
 
-    /// Deletes the reserve; false if there was none to give.
-    fn release_reserve(&self) -> bool {
-        if self.reserve_spent.swap(true, Ordering::Relaxed) {
+    /// Frees one step of the reserve; false if nothing is left to free.
+    fn shrink_reserve(&self) -> bool {
+        let mut left = self.left();
+        if *left == 0 {
             return false;
         }
-        let released = std::fs::remove_file(&self.reserve_path).is_ok();
+        let step = (self.reserve_size.load(Ordering::Relaxed) / RESERVE_STEPS).max(1);
+        let keep = left.saturating_sub(step);
+        let shrunk = OpenOptions::new()
+            .write(true)
+            .open(&self.reserve_path)
+            .and_then(|f| f.set_len(keep));
+        *left = match shrunk {
+            Ok(()) => keep,
+            Err(_) => {
+                let _ = std::fs::remove_file(&self.reserve_path);
+                0
+            }
+        };
         self.forget();
         tracing::warn!(
-            released,
-            "disk full: the space reserve is given up for a lock or grant write"
+            left = *left,
+            "disk full: a lock or grant write takes from the space reserve"
         );
-        released
+        true
     }
 
-    /// Makes the reserve again once the disk has room for it and the
-    /// minimum free space, so that new mail never eats into it.
+    /// Fills the reserve up again once the disk has room for the missing
+    /// part and the minimum free space, so that new mail never eats into it.
     fn restore_reserve(&self) {
         let size = self.reserve_size.load(Ordering::Relaxed);
-        if size == 0 || !self.has_room_for(size) {
+        let mut left = self.left();
+        if *left >= size || !self.has_room_for(size - *left) {
             return;
         }
-        if self.reserve_spent.swap(false, Ordering::Relaxed) {
-            match preallocate(&self.reserve_path, size) {
-                Ok(()) => tracing::info!(size, "space reserve in place"),
-                Err(e) => {
-                    self.reserve_spent.store(true, Ordering::Relaxed);
-                    let _ = std::fs::remove_file(&self.reserve_path);
-                    tracing::warn!(error = %e, "making the space reserve failed");
-                }
+        match preallocate(&self.reserve_path, size) {
+            Ok(()) => {
+                *left = size;
+                tracing::info!(size, "space reserve in place");
             }
-            self.forget();
+            Err(e) => tracing::warn!(error = %e, "making the space reserve failed"),
         }
+        self.forget();
     }
 }
 
@@ -194,41 +215,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_reserve_is_given_once_for_a_full_disk_and_made_again() {
+    fn a_full_disk_takes_the_reserve_step_by_step_until_it_is_made_again() {
         let dir = tempfile::tempdir().unwrap();
         let space = DiskSpace::new(dir.path());
         space.configure(0, 64 * 1024);
         let reserve = dir.path().join("reserve");
-        assert_eq!(std::fs::metadata(&reserve).unwrap().len(), 64 * 1024);
+        let len = || std::fs::metadata(&reserve).map_or(0, |m| m.len());
+        assert_eq!(len(), 64 * 1024);
         let full = || std::io::Error::from(std::io::ErrorKind::StorageFull);
-        // Full, reserve given, the retry succeeds; then it is made again.
+        // Fails twice for lack of space: two steps are freed, then the
+        // write succeeds; the disk has room again, so the reserve is whole.
         let mut tries = 0;
         let r: std::io::Result<u32> = space.with_reserve(|| {
             tries += 1;
-            if tries == 1 {
+            if tries <= 2 {
+                assert_eq!(len(), 64 * 1024 - (tries - 1) * 4096);
                 Err(full())
             } else {
                 Ok(7)
             }
         });
-        assert_eq!((r.unwrap(), tries), (7, 2));
-        assert!(reserve.exists());
-        // Another error is not retried; neither is a full disk without a reserve.
+        assert_eq!((r.unwrap(), tries), (7, 3));
+        assert_eq!(len(), 64 * 1024);
+        // Another error is not retried.
         let mut tries = 0;
         let r: std::io::Result<()> = space.with_reserve(|| {
             tries += 1;
             Err(std::io::Error::other("x"))
         });
         assert!(r.is_err() && tries == 1);
-        std::fs::remove_file(&reserve).unwrap();
-        space.reserve_spent.store(true, Ordering::Relaxed);
-        space.reserve_size.store(u64::MAX / 2, Ordering::Relaxed); // no room to remake
+        // A disk that stays full spends the whole reserve, then gives up.
         let mut tries = 0;
         let r: std::io::Result<()> = space.with_reserve(|| {
             tries += 1;
             Err(full())
         });
-        assert!(r.is_err() && tries == 1);
+        assert!(r.is_err());
+        assert_eq!((tries, len()), (17, 0));
     }
 
     #[test]
