@@ -153,7 +153,7 @@ impl DiskSpace {
         match preallocate(&self.reserve_path, size) {
             Ok(()) => {
                 *left = size;
-                tracing::info!(size, "space reserve in place");
+                tracing::debug!(size, "space reserve in place");
             }
             Err(e) => tracing::warn!(error = %e, "making the space reserve failed"),
         }
