@@ -33,8 +33,10 @@ impl App {
     /// admin subcommands.
     pub fn open_store(config: &Config) -> anyhow::Result<Store> {
         let dir = config.data_dir();
-        Store::open_embedded(&dir, &config.hostname)
-            .with_context(|| format!("opening the data directory {}", dir.display()))
+        let store = Store::open_embedded(&dir, &config.hostname)
+            .with_context(|| format!("opening the data directory {}", dir.display()))?;
+        let limits = &config.limits;
+        Ok(store.limit_disk(limits.smtp_min_free_disk, limits.disk_reserve))
     }
 
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {

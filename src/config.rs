@@ -239,6 +239,16 @@ pub struct Limits {
         alias = "smtp_memory_spool_total"
     )]
     pub connection_memory_total: usize,
+    /// Free octets in the data directory below which SMTP refuses new mail
+    /// at MAIL and RCPT with 452 4.3.1 (and MAIL with a bigger SIZE=).
+    #[serde(default = "default_smtp_min_free_disk")]
+    pub smtp_min_free_disk: u64,
+    /// Octets preallocated in the data directory (file `reserve`) and given
+    /// up when the disk is full, so POP locks can still be taken and mail
+    /// deleted; 0 disables it. At most `smtp_min_free_disk`, so that new
+    /// mail never takes the space it frees.
+    #[serde(default = "default_disk_reserve")]
+    pub disk_reserve: u64,
     /// Store calls (SQLite, Maildir) running at once on blocking threads.
     #[serde(default = "default_store_calls")]
     pub store_calls: usize,
@@ -515,6 +525,12 @@ impl Config {
             }
         }
         self.validate_auth()?;
+        if self.limits.disk_reserve > self.limits.smtp_min_free_disk {
+            return bad(
+                "limits.disk_reserve",
+                "must not exceed limits.smtp_min_free_disk",
+            );
+        }
         if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
             return bad("relay.pop_before_smtp_seconds", "must be at most 100 years");
         }
@@ -794,6 +810,12 @@ fn default_max_received() -> usize {
 }
 fn default_connection_memory_total() -> usize {
     64 << 20
+}
+fn default_smtp_min_free_disk() -> u64 {
+    256 << 20
+}
+fn default_disk_reserve() -> u64 {
+    16 << 20
 }
 fn default_argon2_memory() -> u32 {
     19 * 1024

@@ -206,3 +206,14 @@ fn hash_policy_defaults_and_bad_values_name_the_key() {
     );
     assert_eq!(key("[limits]\nstore_calls = 0"), "limits.store_calls");
 }
+
+#[test]
+fn disk_limits_default_and_the_reserve_fits_under_the_minimum() {
+    let c = Config::embedded_default();
+    assert_eq!(c.limits.smtp_min_free_disk, 256 << 20);
+    assert_eq!(c.limits.disk_reserve, 16 << 20);
+    let e = Config::parse("[limits]\nsmtp_min_free_disk = 1000\ndisk_reserve = 1001").unwrap_err();
+    assert_eq!(e.key, "limits.disk_reserve");
+    let c = Config::parse("[limits]\nsmtp_min_free_disk = 0\ndisk_reserve = 0").unwrap();
+    assert_eq!(c.limits.smtp_min_free_disk, 0);
+}

@@ -17,6 +17,7 @@
 use super::reply::{self, Reply};
 use super::session::Transaction;
 use crate::net::{FdBudget, FdSlot, MemoryBudget, Reservation};
+use crate::store::space::IsDiskFull;
 use crate::store::{Store, StoreError};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
@@ -137,7 +138,8 @@ pub struct Collector {
     received: usize,
     nul: bool,
     too_long: bool,
-    io_error: bool,
+    /// Spooling failed; the reply that refuses the message.
+    io_error: Option<Reply>,
     /// The spool buffer must go to the file before more is read.
     flush_due: bool,
     /// The previous line ended in a bare LF: no end marker can follow it.
@@ -161,7 +163,7 @@ impl Collector {
             received: 0,
             nul: false,
             too_long: false,
-            io_error: false,
+            io_error: None,
             flush_due: false,
             after_bare_lf: false,
         }
@@ -188,7 +190,7 @@ impl Collector {
             self.nul = true;
         }
         self.size += line.len() as u64 + 2;
-        if self.size > self.max_size || self.nul || self.io_error {
+        if self.size > self.max_size || self.nul || self.io_error.is_some() {
             return; // keep reading to the end, store nothing more
         }
         self.flush_due |= self.spool.push(line);
@@ -198,7 +200,7 @@ impl Collector {
     /// The write to run (off the executor) before the next line, if any.
     pub fn pending_write(&mut self) -> Option<FileWrite> {
         let due = std::mem::take(&mut self.flush_due);
-        if !due || self.io_error {
+        if !due || self.io_error.is_some() {
             return None;
         }
         // A new spool file needs a descriptor of the clients' share: the
@@ -207,7 +209,7 @@ impl Collector {
             self.spool.fd = self.fds.try_take();
             if self.spool.fd.is_none() {
                 tracing::warn!("no file descriptor left for a spool file");
-                self.io_error = true;
+                self.io_error = Some(reply::temp_failure());
                 return None;
             }
         }
@@ -220,7 +222,11 @@ impl Collector {
             Ok(f) => self.spool.file = Some(f),
             Err(e) => {
                 tracing::error!(error = %e, "spooling a message failed");
-                self.io_error = true;
+                self.io_error = Some(if e.is_disk_full() {
+                    reply::insufficient_storage()
+                } else {
+                    reply::temp_failure()
+                });
             }
         }
     }
@@ -245,8 +251,8 @@ impl Collector {
         if self.size > self.max_size {
             return Err(reply::too_big());
         }
-        if self.io_error {
-            return Err(reply::temp_failure());
+        if let Some(r) = self.io_error {
+            return Err(r);
         }
         if self.nul {
             return Err(Reply::new(554, "5.6.0 Message contains NUL characters"));
@@ -342,6 +348,7 @@ pub fn outcome_reply(result: &Result<Option<String>, StoreError>) -> Reply {
         Ok(Some(id)) => Reply::new(250, format!("2.0.0 Ok: queued as {id}")),
         Ok(None) => Reply::new(250, "2.0.0 Ok: delivered"),
         Err(StoreError::TooLarge) => reply::too_big(),
+        Err(e) if e.is_disk_full() => reply::insufficient_storage(),
         Err(e) if e.is_temporary() => reply::temp_failure(),
         Err(_) => Reply::new(554, "5.3.0 Message could not be stored"),
     }
@@ -512,6 +519,26 @@ mod tests {
         feed(&mut c, &vec![line.as_slice(); 600]);
         assert_eq!(c.finish(50).err().map(|r| r.code), Some(451));
         assert_eq!(b.used(), 0);
+    }
+
+    #[test]
+    fn a_full_disk_is_452_4_3_1_whether_spooling_or_storing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Collector::new(dir.path(), 10 << 20, budget(), fds());
+        c.line(b"x", false);
+        c.written(Err(io::ErrorKind::StorageFull.into()));
+        let r = c.finish(50).err().unwrap();
+        assert_eq!((r.code, r.status()), (452, "4.3.1".to_string()));
+        let full = |e: StoreError| outcome_reply(&Err(e)).to_string();
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert!(full(enospc.into()).starts_with("452 4.3.1 "));
+        let sqlite_full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        );
+        assert!(full(sqlite_full.into()).starts_with("452 4.3.1 "));
+        // Other i/o failures stay 451.
+        assert!(full(io::Error::other("x").into()).starts_with("451 "));
     }
 
     #[test]

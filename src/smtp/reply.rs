@@ -146,6 +146,12 @@ pub fn temp_failure() -> Reply {
     Reply::new(451, "4.3.0 Temporary failure, please try again later")
 }
 
+/// RFC 5321 4.2.2 452, RFC 3463 X.3.1 "mail system full": the client
+/// keeps the message and tries later.
+pub fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1 Insufficient system storage, try again later")
+}
+
 pub fn too_big() -> Reply {
     Reply::new(552, "5.3.4 Message size exceeds fixed maximum message size")
 }

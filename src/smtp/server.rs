@@ -40,6 +40,7 @@ pub fn settings(app: &App, l: &Listener) -> Settings {
         relay_by_auth: l.relay_by.contains(&RelayBy::Auth),
         relay_by_grant: l.relay_by.contains(&RelayBy::PopBeforeSmtp),
         require_auth: l.require_auth,
+        space: app.store.space.clone(),
     }
 }
 

@@ -8,6 +8,7 @@ use super::address::{self, AddrError, Destination, Path};
 use super::command::Command;
 use super::reply::{self, echo, Reply};
 use crate::auth::{AuthResult, Credential};
+use crate::store::space::DiskSpace;
 use crate::store::Account;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use std::time::{Duration, Instant};
@@ -30,6 +31,8 @@ pub struct Settings {
     pub relay_by_auth: bool,
     pub relay_by_grant: bool,
     pub require_auth: bool,
+    /// Free space of the data directory: no new mail below its minimum.
+    pub space: std::sync::Arc<DiskSpace>,
 }
 
 impl Settings {
@@ -308,6 +311,11 @@ impl Session {
         if size.is_some_and(|n| n > self.s.max_message_size) {
             return Step::Reply(reply::too_big());
         }
+        // Refused before the data is sent, not after (RFC 1870 6.1: 452 for
+        // a declared SIZE the server has no room for now).
+        if !self.s.space.has_room_for(size.unwrap_or(0)) {
+            return Step::Reply(reply::insufficient_storage());
+        }
         let shown = echo(path);
         let sender = match address::parse_path(path) {
             Ok(p) => p.to_string(),
@@ -334,6 +342,10 @@ impl Session {
         if tx.accepted.len() >= self.s.max_recipients {
             // RFC 5321 4.5.3.1.10: 452, the client sends the rest later.
             return Step::Reply(Reply::new(452, "4.5.3 Error: too many recipients"));
+        }
+        // The disk may have filled since MAIL.
+        if !self.s.space.has_room_for(0) {
+            return Step::Reply(reply::insufficient_storage());
         }
         let shown = echo(path);
         let parsed = match address::parse_path(path) {

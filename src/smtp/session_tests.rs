@@ -16,6 +16,7 @@ fn settings() -> Settings {
         relay_by_auth: true,
         relay_by_grant: false,
         require_auth: false,
+        space: std::sync::Arc::new(DiskSpace::new(std::path::Path::new("/"))),
     }
 }
 
@@ -657,4 +658,30 @@ fn unauthenticated_sessions_have_a_lifetime() {
     d.cmd("EHLO c.test");
     d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc=");
     assert_eq!(d.s.lifetime_left(now + Duration::from_secs(3600)), None);
+}
+
+#[test]
+fn a_full_disk_refuses_at_mail_and_rcpt_before_any_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let space = std::sync::Arc::new(DiskSpace::new(dir.path()));
+    let mut d = Driver::new(Settings {
+        space: space.clone(),
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    space.configure(u64::MAX, 0); // less free than the minimum
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@remote.test>"),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
+    space.configure(0, 0);
+    assert_eq!(d.cmd("MAIL FROM:<a@remote.test>"), "250 2.1.0 Ok");
+    assert_eq!(d.cmd("RCPT TO:<btm0001@be.test>"), "250 2.1.5 Ok");
+    // The disk fills during the transaction: the next RCPT is refused and
+    // DATA still has the recipient accepted before.
+    space.configure(u64::MAX, 0);
+    assert_eq!(
+        d.cmd("RCPT TO:<btm0002@be.test>"),
+        "452 4.3.1 Insufficient system storage, try again later"
+    );
 }

@@ -8,6 +8,7 @@
 
 pub mod maildir;
 pub mod queue;
+pub mod space;
 pub mod sqlite;
 
 use std::io::Read;
@@ -40,6 +41,16 @@ impl StoreError {
     /// Disk full and similar: the client should retry later (4xx), not give up.
     pub fn is_temporary(&self) -> bool {
         !matches!(self, StoreError::Invalid(_) | StoreError::TooLarge)
+    }
+
+    /// Out of disk space or quota: SMTP says 452 4.3.1 (RFC 3463 X.3.1).
+    pub fn is_disk_full(&self) -> bool {
+        use space::IsDiskFull;
+        match self {
+            StoreError::Io(e) => e.is_disk_full(),
+            StoreError::Db(e) => e.is_disk_full(),
+            _ => false,
+        }
     }
 }
 
@@ -189,6 +200,8 @@ pub struct Store {
     pub locks: Arc<dyn LockStore>,
     pub grants: Arc<dyn GrantStore>,
     pub queue: Arc<dyn QueueStore>,
+    /// Free space of the data directory and the reserve for lock writes.
+    pub space: Arc<space::DiskSpace>,
     calls: Arc<CallGate>,
 }
 
@@ -216,6 +229,7 @@ impl Store {
         let mail = Arc::new(maildir::Maildirs::new(data_dir.join("mail"), hostname)?);
         let queue = Arc::new(queue::SqliteQueue::new(db.clone(), data_dir.join("queue"))?);
         Ok(Store {
+            space: db.space(),
             accounts: db.clone(),
             mail,
             locks: db.clone(),
@@ -226,6 +240,13 @@ impl Store {
                 wait: DEFAULT_STORE_WAIT,
             }),
         })
+    }
+
+    /// SMTP keeps `min_free` octets free; `reserve` octets are kept back
+    /// for lock and grant writes on a full disk (see [`space`]). Blocking.
+    pub fn limit_disk(self, min_free: u64, reserve: u64) -> Store {
+        self.space.configure(min_free, reserve);
+        self
     }
 
     /// At most `calls` store calls run at once; a call that waits longer

@@ -1,11 +1,12 @@
 //! The embedded database: accounts, POP locks and relay grants in one SQLite
 //! file (WAL mode, so several processes on one machine can share it).
 
+use super::space::DiskSpace;
 use super::{Account, AccountStore, Grant, GrantStore, LockInfo, LockStore, Result, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SCHEMA: &str = r#"
@@ -55,9 +56,12 @@ CREATE INDEX IF NOT EXISTS queue_due ON queue_recipients(state, next_try);
 /// index: a returned commit is on disk), `fast` serves POP locks and relay
 /// grants, which are worthless after a power loss and are written on every
 /// login, so their commits skip the fsync (WAL `synchronous=NORMAL`).
+/// Lock and grant writes may spend the [`DiskSpace`] reserve: deleting mail
+/// on a full disk needs them.
 pub struct Db {
     conn: Mutex<Connection>,
     fast: Mutex<Connection>,
+    space: Arc<DiskSpace>,
 }
 
 /// Milliseconds since the epoch, the unit of every stored time.
@@ -86,7 +90,13 @@ impl Db {
         Ok(Db {
             conn: Mutex::new(conn),
             fast: Mutex::new(open("NORMAL")?),
+            space: Arc::new(DiskSpace::new(path.parent().unwrap_or(Path::new(".")))),
         })
+    }
+
+    /// Free space where the database lives, and its reserve.
+    pub fn space(&self) -> Arc<DiskSpace> {
+        self.space.clone()
     }
 
     pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -96,6 +106,16 @@ impl Db {
 
     fn fast(&self) -> MutexGuard<'_, Connection> {
         self.fast.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A lock or grant write on `conn`, which may spend the space reserve.
+    fn reserved_write<T>(
+        &self,
+        conn: &Mutex<Connection>,
+        write: impl Fn(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(self.space.with_reserve(|| write(&mut c))?)
     }
 }
 
@@ -231,42 +251,49 @@ impl LockStore for Db {
         ttl: Duration,
     ) -> Result<bool> {
         let now = SystemTime::now();
-        let mut conn = self.fast();
-        let tx = conn.transaction()?;
-        // Only a lapsed lock is taken over; a live one is left exactly as it
-        // is, so retries never extend it (SEED-6).
-        tx.execute(
-            "DELETE FROM locks WHERE account = ?1 AND expires <= ?2",
-            params![account, to_ms(now)],
-        )?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO locks (account, owner, peer, acquired, expires)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                account,
-                owner,
-                peer.map(|p| p.to_string()),
-                to_ms(now),
-                to_ms(now + ttl)
-            ],
-        )?;
-        tx.commit()?;
+        let n = self.reserved_write(&self.fast, |conn| {
+            let tx = conn.transaction()?;
+            // Only a lapsed lock is taken over; a live one is left exactly as
+            // it is, so retries never extend it (SEED-6).
+            tx.execute(
+                "DELETE FROM locks WHERE account = ?1 AND expires <= ?2",
+                params![account, to_ms(now)],
+            )?;
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO locks (account, owner, peer, acquired, expires)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![
+                    account,
+                    owner,
+                    peer.map(|p| p.to_string()),
+                    to_ms(now),
+                    to_ms(now + ttl)
+                ],
+            )?;
+            tx.commit()?;
+            Ok(n)
+        })?;
         Ok(n == 1)
     }
 
     fn refresh(&self, account: &str, owner: &str, ttl: Duration) -> Result<bool> {
         let expires = to_ms(SystemTime::now() + ttl);
-        Ok(self.fast().execute(
-            "UPDATE locks SET expires = ?1 WHERE account = ?2 AND owner = ?3",
-            params![expires, account, owner],
-        )? == 1)
+        let n = self.reserved_write(&self.fast, |c| {
+            c.execute(
+                "UPDATE locks SET expires = ?1 WHERE account = ?2 AND owner = ?3",
+                params![expires, account, owner],
+            )
+        })?;
+        Ok(n == 1)
     }
 
     fn release(&self, account: &str, owner: &str) -> Result<()> {
-        self.fast().execute(
-            "DELETE FROM locks WHERE account = ?1 AND owner = ?2",
-            params![account, owner],
-        )?;
+        self.reserved_write(&self.fast, |c| {
+            c.execute(
+                "DELETE FROM locks WHERE account = ?1 AND owner = ?2",
+                params![account, owner],
+            )
+        })?;
         Ok(())
     }
 
@@ -281,10 +308,10 @@ impl LockStore for Db {
     }
 
     fn clear(&self, account: &str) -> Result<bool> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM locks WHERE account = ?1", [account])?
-            > 0)
+        let n = self.reserved_write(&self.conn, |c| {
+            c.execute("DELETE FROM locks WHERE account = ?1", [account])
+        })?;
+        Ok(n > 0)
     }
 
     fn holder(&self, account: &str) -> Result<Option<LockInfo>> {
@@ -307,12 +334,14 @@ fn grant_key(ip: IpAddr) -> String {
 
 impl GrantStore for Db {
     fn grant(&self, ip: IpAddr, account: &str, until: SystemTime) -> Result<()> {
-        self.fast().execute(
-            "INSERT INTO grants (ip, account, until) VALUES (?1, ?2, ?3)
-             ON CONFLICT(ip) DO UPDATE SET account = excluded.account,
-               until = MAX(until, excluded.until)",
-            params![grant_key(ip), account, to_ms(until)],
-        )?;
+        self.reserved_write(&self.fast, |c| {
+            c.execute(
+                "INSERT INTO grants (ip, account, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(ip) DO UPDATE SET account = excluded.account,
+                   until = MAX(until, excluded.until)",
+                params![grant_key(ip), account, to_ms(until)],
+            )
+        })?;
         Ok(())
     }
 
@@ -356,9 +385,9 @@ impl GrantStore for Db {
     }
 
     fn purge(&self, now: SystemTime) -> Result<usize> {
-        Ok(self
-            .conn()
-            .execute("DELETE FROM grants WHERE until <= ?1", [to_ms(now)])?)
+        self.reserved_write(&self.conn, |c| {
+            c.execute("DELETE FROM grants WHERE until <= ?1", [to_ms(now)])
+        })
     }
 }
 
