@@ -648,6 +648,19 @@ fn forwarded_for_only_from_trusted_proxies() {
         .push(("X-Forwarded-For".into(), "192.0.2.5".into()));
     assert_eq!(visitor.get("/metrics").status, 303);
     assert_eq!(b.get("/metrics").status, 200);
+    // What nginx's $proxy_add_x_forwarded_for makes of a client that sends
+    // its own junk entry: the client is still the rightmost untrusted hop.
+    let mut junk = Browser::new(s.addr("web"));
+    junk.headers
+        .push(("X-Forwarded-For".into(), "junk, 198.51.100.7".into()));
+    assert_eq!(junk.get("/metrics").status, 303);
+    let v: serde_json::Value = serde_json::from_str(&junk.get("/api/dns-check").body).unwrap();
+    assert_eq!(v["ip"], "198.51.100.7");
+    // An unparsable client entry is refused, never read as the proxy itself.
+    junk.headers = vec![("X-Forwarded-For".into(), "198.51.100.7, junk".into())];
+    let r = junk.get("/metrics");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(junk.get("/login").status, 400);
     // A proxy that terminates HTTPS says so: cookies become Secure.
     b.headers.push(("X-Forwarded-Proto".into(), "https".into()));
     let login = b.get("/login");

@@ -14,7 +14,6 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -152,16 +151,20 @@ pub struct Ctx {
 
 #[axum::async_trait]
 impl FromRequestParts<Arc<Web>> for Ctx {
-    type Rejection = Infallible;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Ctx, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Ctx, Response> {
         let peer = parts
             .extensions
             .get::<Peer>()
             .map(|p| p.0.ip().to_canonical())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let trusted = &web.app.config.web.trusted_proxies;
-        let (ip, forwarded) = client_ip(peer, &parts.headers, trusted);
+        let (ip, forwarded) = client_ip(peer, &parts.headers, trusted).map_err(|_| {
+            tracing::info!(%peer, "refused: X-Forwarded-For names no client address");
+            let text = "400 X-Forwarded-For does not name the client's address\n";
+            (StatusCode::BAD_REQUEST, text).into_response()
+        })?;
         let proxied_https = trusted.iter().any(|t| t.to_canonical() == peer)
             && parts
                 .headers
@@ -183,25 +186,51 @@ impl FromRequestParts<Arc<Web>> for Ctx {
     }
 }
 
-/// X-Forwarded-For is believed only from a configured proxy (SEED-16): the
-/// rightmost entry that is not itself a trusted proxy is the client.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> (IpAddr, bool) {
+/// X-Forwarded-For names no client address: the request is refused rather
+/// than charged to (or trusted as) the proxy itself.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadForwardedFor;
+
+/// X-Forwarded-For is believed only from a configured proxy (SEED-16). Each
+/// proxy appends the address it received from, so the entries are walked
+/// from the right (over every header, in order) past the trusted proxies;
+/// the first other entry is the client. Entries left of it were written by
+/// the client and are never read. Without the header the peer is the client.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Result<(IpAddr, bool), BadForwardedFor> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
     if !is_trusted(&peer) {
-        return (peer, false);
+        return Ok((peer, false));
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    match hops.into_iter().rev().find(|ip| !is_trusted(ip)) {
-        Some(ip) => (ip, true),
-        None => (peer, false),
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().map_err(|_| BadForwardedFor)?;
+        entries.extend(value.split(','));
     }
+    let mut last = None;
+    for entry in entries.into_iter().rev() {
+        let ip = parse_hop(entry).ok_or(BadForwardedFor)?;
+        if !is_trusted(&ip) {
+            return Ok((ip, true));
+        }
+        last = Some(ip);
+    }
+    // Every hop is a trusted proxy: the leftmost one sent the request.
+    Ok(last.map_or((peer, false), |ip| (ip, true)))
+}
+
+/// One X-Forwarded-For entry: an address, or an address with a port as some
+/// proxies write it (`192.0.2.1:5000`, `[2001:db8::1]:5000`).
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(ip.to_canonical())
 }
 
 /// A logged-in customer whose account is still enabled.
@@ -459,29 +488,70 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let h = xff("198.51.100.9");
-        assert_eq!(client_ip(peer, &h, &[proxy]), (peer, false));
+        assert_eq!(client_ip(peer, &h, &[proxy]), Ok((peer, false)));
         assert_eq!(
             client_ip(proxy, &h, &[proxy]),
-            ("198.51.100.9".parse().unwrap(), true)
+            Ok((ip("198.51.100.9"), true))
         );
         // A spoofed left entry is ignored: the rightmost untrusted hop counts.
         let h = xff("1.2.3.4, 198.51.100.9, 10.0.0.1");
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]).0,
-            "198.51.100.9".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &h, &[proxy]).unwrap().0,
+            ip("198.51.100.9")
         );
-        // Garbage: the proxy itself is reported, not trusted as forwarded.
-        assert_eq!(client_ip(proxy, &xff("junk"), &[proxy]), (proxy, false));
+        // Junk the client wrote left of its address is never read.
+        let h = xff("junk, 198.51.100.7");
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            Ok((ip("198.51.100.7"), true))
+        );
+        // Junk where the client's address should be: refused, never the proxy.
+        assert_eq!(
+            client_ip(proxy, &xff("junk"), &[proxy]),
+            Err(BadForwardedFor)
+        );
+        let h = xff("198.51.100.7, junk, 10.0.0.1");
+        assert_eq!(client_ip(proxy, &h, &[proxy]), Err(BadForwardedFor));
+        assert_eq!(client_ip(proxy, &xff(""), &[proxy]), Err(BadForwardedFor));
+        // Without the header, the proxy host itself is asking.
         assert_eq!(
             client_ip(proxy, &HeaderMap::new(), &[proxy]),
-            (proxy, false)
+            Ok((proxy, false))
         );
         let h = xff("::ffff:198.51.100.9");
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]).0,
-            "198.51.100.9".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &h, &[proxy]).unwrap().0,
+            ip("198.51.100.9")
         );
+        let h = xff("198.51.100.9:5000, [2001:db8::1]:443");
+        assert_eq!(client_ip(proxy, &h, &[proxy]).unwrap().0, ip("2001:db8::1"));
+    }
+
+    #[test]
+    fn forwarded_for_spans_headers_and_proxy_chains() {
+        let (edge, inner): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let trusted = [edge, inner];
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.5, 198.51.100.1"),
+        );
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(
+            client_ip(inner, &h, &trusted),
+            Ok(("198.51.100.1".parse().unwrap(), true))
+        );
+        // Only proxies in the chain: the leftmost one is the client.
+        assert_eq!(
+            client_ip(inner, &xff("10.0.0.2, 10.0.0.1"), &trusted),
+            Ok((inner, true))
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(client_ip(inner, &h, &trusted), Err(BadForwardedFor));
     }
 
     #[test]
