@@ -710,3 +710,110 @@ except urllib.error.HTTPError as e:
         "{cookie}"
     );
 }
+
+/// Follows the language switch of `page` (the answer to a request for
+/// `path`) and returns the page it leads to, after at most one redirect.
+fn follow_lang_link(b: &mut Browser, path: &str, page: &HttpResponse) -> HttpResponse {
+    let at = page.body.find("hreflang=").expect("a language link");
+    let tag = &page.body[page.body[..at].rfind("<a href=\"").unwrap() + 9..at];
+    let href = tag.split('"').next().unwrap().replace("&amp;", "&");
+    let target = match href.strip_prefix('?') {
+        Some(q) => format!("{}?{q}", path.split('?').next().unwrap()),
+        None => href,
+    };
+    let r = b.get(&target);
+    match r.header("location") {
+        Some(to) if r.status == 303 => b.get(to),
+        _ => r,
+    }
+}
+
+#[test]
+fn every_page_answering_a_post_links_to_a_page_in_the_other_language() {
+    let (s, _d) = server();
+    assert!(s
+        .cli(
+            &["user", "add", "boss", "--admin", "--password-stdin"],
+            b"boss-pass-1"
+        )
+        .status
+        .success());
+    s.deliver("btm0001", b"Subject: stuck\n\nbody\n");
+    let mut b = Browser::new(s.addr("web"));
+    let csrf = b.login("btm0001", "secret-pw1");
+    let list = b.get("/mail").body;
+    let at = list.find("name=\"uid\" value=\"").unwrap() + 18;
+    let uid = list[at..].split('"').next().unwrap().to_string();
+    let pop = pop_login(s.addr("pop"), "btm0001", "secret-pw1");
+    let mut answers = vec![
+        (
+            "/mail/delete",
+            b.post("/mail/delete", &[("csrf", &csrf), ("uid", &uid)]),
+        ),
+        (
+            "/settings/password",
+            b.post(
+                "/settings/password",
+                &[("csrf", &csrf), ("current", "wrong")],
+            ),
+        ),
+        (
+            "/settings/smtp-password",
+            b.post(
+                "/settings/smtp-password",
+                &[("csrf", &csrf), ("action", "set")],
+            ),
+        ),
+    ];
+    assert_eq!(answers[0].1.status, 409, "the delete-conflict page");
+    for (path, page) in answers.drain(..) {
+        assert!(page.body.contains("<html lang=\"en\">"), "{path}");
+        let other = follow_lang_link(&mut b, path, &page);
+        assert_eq!(other.status, 200, "{path}: {}", other.body);
+        assert!(other.body.contains("<html lang=\"ja\">"), "{path}");
+        b.get("/?lang=en");
+    }
+    drop(pop);
+
+    let mut admin = Browser::new(s.addr("web"));
+    let csrf = admin.login("boss", "boss-pass-1");
+    for (path, fields) in [
+        (
+            "/admin/accounts",
+            [("action", "disable"), ("name", "btm0001")],
+        ),
+        ("/admin/locks", [("name", "btm0001"), ("x", "")]),
+        ("/admin/queue", [("id", "nope"), ("action", "retry")]),
+    ] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        let page = admin.post(path, &form);
+        assert!(
+            page.body.contains("<html lang=\"en\">"),
+            "{path}: {}",
+            page.body
+        );
+        let other = follow_lang_link(&mut admin, path, &page);
+        assert_eq!(other.status, 200, "{path}: {}", other.body);
+        assert!(other.body.contains("<html lang=\"ja\">"), "{path}");
+        admin.get("/?lang=en");
+    }
+
+    // A failed login, and a GET page whose query says what it shows.
+    let mut visitor = Browser::new(s.addr("web"));
+    let token = Browser::csrf_in(&visitor.get("/login").body);
+    let page = visitor.post(
+        "/login",
+        &[("csrf", &token), ("login", "x"), ("password", "y")],
+    );
+    assert_eq!(follow_lang_link(&mut visitor, "/login", &page).status, 200);
+    let path = "/admin?q=boss";
+    let page = admin.get(path);
+    let other = follow_lang_link(&mut admin, path, &page);
+    assert!(other.body.contains("<html lang=\"ja\">"));
+    assert_eq!(
+        other.body.matches("reset password").count(),
+        1,
+        "the search is kept"
+    );
+}

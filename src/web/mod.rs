@@ -139,6 +139,18 @@ pub fn router(web: Arc<Web>) -> Router {
         .with_state(web)
 }
 
+/// The page whose form posts to `path`: a page answering a POST links there
+/// for the other language.
+fn form_page(path: &str) -> &'static str {
+    match path {
+        "/login" => "/login",
+        p if p.starts_with("/settings/") => "/settings",
+        p if p.starts_with("/mail/") => "/mail",
+        p if p.starts_with("/admin/") => "/admin",
+        _ => "/",
+    }
+}
+
 /// A body announced larger than the limit is refused before it is read.
 async fn refuse_large_bodies(req: Request, next: Next) -> Response {
     let announced = req

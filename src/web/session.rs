@@ -11,7 +11,7 @@ use crate::store::Account;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -146,6 +146,9 @@ pub struct Ctx {
     pub session: Option<(String, Session)>,
     /// The raw query string, for handlers that read parameters leniently.
     pub query: Option<String>,
+    /// For a page that answers a POST: the page whose form was posted, where
+    /// the language switch leads (a GET of the POST route would be 405).
+    pub form_page: Option<&'static str>,
     login_token: Option<String>,
 }
 
@@ -171,6 +174,10 @@ impl FromRequestParts<Arc<Web>> for Ctx {
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
         let query = parts.uri.query().map(str::to_string);
+        let form_page = match parts.method {
+            Method::GET | Method::HEAD => None,
+            _ => Some(super::form_page(parts.uri.path())),
+        };
         let session = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|id| web.sessions.touch(id).map(|s| (id.to_string(), s)));
         Ok(Ctx {
@@ -181,6 +188,7 @@ impl FromRequestParts<Arc<Web>> for Ctx {
             secure: web.tls || proxied_https,
             session,
             query,
+            form_page,
             login_token: cookie(&parts.headers, LOGIN_COOKIE).map(str::to_string),
         })
     }
