@@ -224,6 +224,12 @@ pub struct WebConfig {
     /// Idle lifetime of a portal login.
     #[serde(default = "default_web_session", with = "humantime_serde_compat")]
     pub session_lifetime: Duration,
+    /// Portal logins held in memory; past it the least recently used ends.
+    #[serde(default = "default_web_max_sessions")]
+    pub max_sessions: usize,
+    /// Portal logins of one account; past it its least recently used ends.
+    #[serde(default = "default_web_max_sessions_per_account")]
+    pub max_sessions_per_account: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -403,11 +409,19 @@ impl Config {
                 self.outbound.max_per_destination,
                 1,
             ),
+            ("web.max_sessions", self.web.max_sessions, 1),
         ];
         for (key, value, min) in counts {
             if value < min || value > MAX_COUNT {
                 return bad(key, &format!("must be between {min} and {MAX_COUNT}"));
             }
+        }
+        // A login walks its account's list: kept short.
+        if !(1..=MAX_SESSIONS_PER_ACCOUNT).contains(&self.web.max_sessions_per_account) {
+            return bad(
+                "web.max_sessions_per_account",
+                &format!("must be between 1 and {MAX_SESSIONS_PER_ACCOUNT}"),
+            );
         }
         if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
             return bad("relay.pop_before_smtp_seconds", "must be at most 100 years");
@@ -476,6 +490,7 @@ impl Config {
 
 /// Upper bound of connection counts and line lengths.
 const MAX_COUNT: usize = 1 << 20;
+const MAX_SESSIONS_PER_ACCOUNT: usize = 1000;
 
 fn is_hostname_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
@@ -629,6 +644,12 @@ fn default_smtp_memory_spool_total() -> usize {
 }
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_web_max_sessions() -> usize {
+    100_000
+}
+fn default_web_max_sessions_per_account() -> usize {
+    10
 }
 fn default_on_dns_error() -> OnDnsError {
     OnDnsError::Allow

@@ -817,3 +817,30 @@ fn every_page_answering_a_post_links_to_a_page_in_the_other_language() {
         "the search is kept"
     );
 }
+
+#[test]
+fn logins_of_one_account_replace_its_oldest_sessions() {
+    let (s, _d) = server();
+    s.add_user("btm0002", "pw-of-0002");
+    let mut other = Browser::new(s.addr("web"));
+    other.login("btm0002", "pw-of-0002");
+    // Default `web.max_sessions_per_account` is 10.
+    let mut browsers: Vec<Browser> = (0..10)
+        .map(|_| {
+            let mut b = Browser::new(s.addr("web"));
+            b.login("btm0001", "secret-pw1");
+            b
+        })
+        .collect();
+    // The first browser stays active: the least recently used one goes.
+    assert_eq!(browsers[0].get("/settings").status, 200);
+    let mut newest = Browser::new(s.addr("web"));
+    newest.login("btm0001", "secret-pw1");
+    assert_eq!(browsers[1].get("/settings").status, 303, "evicted");
+    assert_eq!(browsers[0].get("/settings").status, 200);
+    for b in &mut browsers[2..] {
+        assert_eq!(b.get("/settings").status, 200);
+    }
+    // Another account's session is untouched.
+    assert_eq!(other.get("/settings").status, 200);
+}

@@ -15,6 +15,7 @@ mod layout;
 mod metrics;
 mod remote_mail;
 mod session;
+mod session_table;
 mod settings;
 
 use crate::app::App;
@@ -49,7 +50,7 @@ pub struct Web {
     pub app: Arc<App>,
     /// The portal runs on implicit TLS: cookies get `Secure`.
     pub tls: bool,
-    pub sessions: session::Sessions,
+    pub sessions: session_table::Sessions,
 }
 
 /// The TCP peer of the connection a request came on.
@@ -60,7 +61,11 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let tls = listener.tls_mode() == TlsMode::Implicit;
     let web = Arc::new(Web {
         tls,
-        sessions: session::Sessions::new(app.config.web.session_lifetime),
+        sessions: session_table::Sessions::new(session_table::SessionLimits {
+            lifetime: app.config.web.session_lifetime,
+            max_sessions: app.config.web.max_sessions,
+            max_per_account: app.config.web.max_sessions_per_account,
+        }),
         app: app.clone(),
     });
     let router = router(web);

@@ -1,10 +1,12 @@
 //! Who is asking: the client IP (SEED-16 proxy rule), the language, and the
-//! login session. Sessions live in memory (random 256-bit ids, idle
-//! lifetime from `web.session_lifetime`); each carries its own CSRF token.
+//! login session. Sessions live in memory (`session_table`: random 256-bit
+//! ids, idle lifetime from `web.session_lifetime`); each carries its own
+//! CSRF token.
 //! Logins share the protocol servers' failure counting per client IP.
 
 use super::form::Form;
 use super::layout::{esc, page, Notice};
+use super::session_table::{random_token, Session};
 use super::{Lang, Peer, Web};
 use crate::auth::{ct_eq, AuthResult, Credential, Purpose};
 use crate::store::Account;
@@ -13,112 +15,15 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
 
 const SESSION_COOKIE: &str = "bt_session";
 /// Login CSRF: a random token in a cookie that the login form repeats.
 const LOGIN_COOKIE: &str = "bt_login";
-const MAX_SESSIONS: usize = 100_000;
 /// Past this many recent failures from one IP, logins are refused outright
 /// (the protocol servers keep delaying; a browser gets a clear page).
 const REFUSE_AFTER_FAILURES: u32 = 10;
-
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub account: String,
-    /// The account's row id and creation time: a session outlives neither
-    /// its account's deletion nor a new account that gets the same name
-    /// (SQLite may hand the new one the same id).
-    account_id: (i64, SystemTime),
-    /// For the navigation only; operator pages check the stored account.
-    pub admin: bool,
-    pub csrf: String,
-    expires: Instant,
-}
-
-pub struct Sessions {
-    lifetime: Duration,
-    map: Mutex<HashMap<String, Session>>,
-}
-
-fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-impl Sessions {
-    pub fn new(lifetime: Duration) -> Sessions {
-        Sessions {
-            lifetime,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A new session; returns its id.
-    fn create(&self, account: &Account) -> String {
-        let id = random_token();
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            map.retain(|_, s| s.expires > now);
-        }
-        if map.len() >= MAX_SESSIONS {
-            // Still full of live sessions: drop the one closest to expiry.
-            if let Some(k) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&k);
-            }
-        }
-        map.insert(
-            id.clone(),
-            Session {
-                account: account.name.clone(),
-                account_id: (account.id, account.created),
-                admin: account.admin,
-                csrf: random_token(),
-                expires: Instant::now() + self.lifetime,
-            },
-        );
-        id
-    }
-
-    /// The live session for `id`, its idle lifetime renewed.
-    fn touch(&self, id: &str) -> Option<Session> {
-        let mut map = self.lock();
-        let now = Instant::now();
-        match map.get_mut(id) {
-            Some(s) if s.expires > now => {
-                s.expires = now + self.lifetime;
-                Some(s.clone())
-            }
-            Some(_) => {
-                map.remove(id);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Ends every session of `account` except `keep` (after its password
-    /// changed: whoever logged in with the old one is out).
-    pub fn end_others(&self, account: &str, keep: Option<&str>) {
-        self.lock()
-            .retain(|id, s| s.account != account || Some(id.as_str()) == keep);
-    }
-}
 
 /// One cookie's value from the request headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -482,10 +387,6 @@ pub async fn logout(ctx: Ctx, body: Bytes) -> Response {
 mod tests {
     use super::*;
 
-    fn account(name: &str) -> Account {
-        Account::for_test(name, 1)
-    }
-
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
@@ -560,34 +461,6 @@ mod tests {
         let mut h = HeaderMap::new();
         h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
         assert_eq!(client_ip(inner, &h, &trusted), Err(BadForwardedFor));
-    }
-
-    #[test]
-    fn sessions_expire_and_are_removed() {
-        let s = Sessions::new(Duration::from_millis(50));
-        let id = s.create(&account("btm0001"));
-        assert_eq!(id.len(), 64);
-        assert_eq!(s.touch(&id).unwrap().account, "btm0001");
-        assert!(s.touch("nope").is_none());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(s.touch(&id).is_none());
-        let id = s.create(&account("b"));
-        s.remove(&id);
-        assert!(s.touch(&id).is_none());
-    }
-
-    #[test]
-    fn end_others_keeps_only_the_given_session() {
-        let s = Sessions::new(Duration::from_secs(60));
-        let (a1, a2, b) = (
-            s.create(&account("a")),
-            s.create(&account("a")),
-            s.create(&account("b")),
-        );
-        s.end_others("a", Some(&a1));
-        assert!(s.touch(&a1).is_some() && s.touch(&a2).is_none() && s.touch(&b).is_some());
-        s.end_others("a", None);
-        assert!(s.touch(&a1).is_none());
     }
 
     #[test]
