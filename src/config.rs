@@ -224,6 +224,14 @@ pub struct WebConfig {
     /// Idle lifetime of a portal login.
     #[serde(default = "default_web_session", with = "humantime_serde_compat")]
     pub session_lifetime: Duration,
+    /// Octets an HTTP connection may buffer of an unfinished request head;
+    /// past it the request gets 431 and the connection closes.
+    #[serde(default = "default_web_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections per web listener (at most `limits.max_connections`);
+    /// with `max_header_bytes` this bounds the memory of request heads.
+    #[serde(default = "default_web_max_connections")]
+    pub max_connections: usize,
     /// Portal logins held in memory; past it the least recently used ends.
     #[serde(default = "default_web_max_sessions")]
     pub max_sessions: usize,
@@ -410,6 +418,9 @@ impl Config {
                 1,
             ),
             ("web.max_sessions", self.web.max_sessions, 1),
+            // hyper's smallest read buffer.
+            ("web.max_header_bytes", self.web.max_header_bytes, 8192),
+            ("web.max_connections", self.web.max_connections, 1),
         ];
         for (key, value, min) in counts {
             if value < min || value > MAX_COUNT {
@@ -644,6 +655,12 @@ fn default_smtp_memory_spool_total() -> usize {
 }
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_web_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_web_max_connections() -> usize {
+    2000
 }
 fn default_web_max_sessions() -> usize {
     100_000

@@ -120,6 +120,8 @@ fn out_of_range_values_are_refused() {
             "web.session_lifetime",
         ),
         ("[web]\nmax_sessions = 0\n", "web.max_sessions"),
+        ("[web]\nmax_header_bytes = 4096\n", "web.max_header_bytes"),
+        ("[web]\nmax_connections = 0\n", "web.max_connections"),
         (
             "[web]\nmax_sessions_per_account = 0\n",
             "web.max_sessions_per_account",

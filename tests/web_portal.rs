@@ -844,3 +844,43 @@ fn logins_of_one_account_replace_its_oldest_sessions() {
     // Another account's session is untouched.
     assert_eq!(other.get("/settings").status, 200);
 }
+
+/// 1,000 connections each park 60 KB of an unfinished request head: each
+/// is answered 431 (or closed) once past `web.max_header_bytes`, the
+/// server's memory stays bounded, and a normal visitor is served meanwhile.
+#[test]
+fn unfinished_request_heads_are_bounded() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    const CONNECTIONS: usize = 1000;
+    let (s, _d) = server();
+    let addr = s.addr("web");
+    assert_eq!(Browser::new(addr).get("/").status, 200);
+    let before = s.rss_kib();
+    let pad = vec![b'a'; 60 * 1024];
+    let mut parked: Vec<std::net::TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            // The server may answer and close before all of it is sent.
+            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+            let _ = c.write_all(&pad);
+            c
+        })
+        .collect();
+    let grown = s.rss_kib().saturating_sub(before);
+    assert_eq!(Browser::new(addr).get("/faq").status, 200);
+    // Before the bound: about 90 KiB per connection (88 MiB here).
+    assert!(grown < 40 * 1024, "RSS grew by {grown} KiB");
+    let mut refused = 0;
+    for c in &mut parked {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        if answer.is_empty() || answer.starts_with(b"HTTP/1.1 431") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, CONNECTIONS);
+    eprintln!("RSS before {before} KiB, grown by {grown} KiB with {CONNECTIONS} heads");
+}

@@ -70,7 +70,11 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     });
     let router = router(web);
     let acceptor = app.tls.clone();
-    let limits = app.config.limits.clone();
+    // Request heads are held per connection: fewer web connections than
+    // mail ones keep their total within max_connections x max_header_bytes.
+    let mut limits = app.config.limits.clone();
+    limits.max_connections = limits.max_connections.min(app.config.web.max_connections);
+    let max_header_bytes = app.config.web.max_header_bytes;
     let too_many: &[u8] =
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     crate::net::accept_loop(tcp, &limits, too_many, move |stream, peer| {
@@ -78,10 +82,10 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         let acceptor = acceptor.clone();
         async move {
             if !tls {
-                return serve_io(stream, peer, router).await;
+                return serve_io(stream, peer, router, max_header_bytes).await;
             }
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_io(stream, peer, router).await,
+                Ok(Ok(stream)) => serve_io(stream, peer, router, max_header_bytes).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "web TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "web TLS handshake timed out"),
             }
@@ -90,7 +94,7 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     .await;
 }
 
-async fn serve_io<I>(io: I, peer: SocketAddr, router: Router)
+async fn serve_io<I>(io: I, peer: SocketAddr, router: Router, max_header_bytes: usize)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -109,7 +113,9 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        // The read buffer holds at most this of a request head; a longer
+        // head gets 431 (RFC 6585 5) and the connection closes.
+        .max_buf_size(max_header_bytes)
         .serve_connection(TokioIo::new(io), service);
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "web connection ended with an error");
