@@ -328,6 +328,20 @@ pub struct WebConfig {
     /// Idle lifetime of a portal login.
     #[serde(default = "default_web_session", with = "humantime_serde_compat")]
     pub session_lifetime: Duration,
+    /// Octets an HTTP connection may buffer of an unfinished request head;
+    /// past it the request gets 431 and the connection closes.
+    #[serde(default = "default_web_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Open connections per web listener (at most `limits.max_connections`);
+    /// with `max_header_bytes` this bounds the memory of request heads.
+    #[serde(default = "default_web_max_connections")]
+    pub max_connections: usize,
+    /// Portal logins held in memory; past it the least recently used ends.
+    #[serde(default = "default_web_max_sessions")]
+    pub max_sessions: usize,
+    /// Portal logins of one account; past it its least recently used ends.
+    #[serde(default = "default_web_max_sessions_per_account")]
+    pub max_sessions_per_account: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -518,6 +532,10 @@ impl Config {
                 self.outbound.max_per_destination,
                 1,
             ),
+            ("web.max_sessions", self.web.max_sessions, 1),
+            // hyper's smallest read buffer.
+            ("web.max_header_bytes", self.web.max_header_bytes, 8192),
+            ("web.max_connections", self.web.max_connections, 1),
         ];
         for (key, value, min) in counts {
             if value < min || value > MAX_COUNT {
@@ -529,6 +547,13 @@ impl Config {
             return bad(
                 "limits.disk_reserve",
                 "must not exceed limits.smtp_min_free_disk",
+            );
+        }
+        // A login walks its account's list: kept short.
+        if !(1..=MAX_SESSIONS_PER_ACCOUNT).contains(&self.web.max_sessions_per_account) {
+            return bad(
+                "web.max_sessions_per_account",
+                &format!("must be between 1 and {MAX_SESSIONS_PER_ACCOUNT}"),
             );
         }
         if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
@@ -647,6 +672,7 @@ impl Config {
 
 /// Upper bound of connection counts and line lengths.
 const MAX_COUNT: usize = 1 << 20;
+const MAX_SESSIONS_PER_ACCOUNT: usize = 1000;
 
 fn is_hostname_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'-' || b == b'.'
@@ -843,6 +869,18 @@ fn default_store_wait() -> Duration {
 }
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)
+}
+fn default_web_max_header_bytes() -> usize {
+    16 * 1024
+}
+fn default_web_max_connections() -> usize {
+    2000
+}
+fn default_web_max_sessions() -> usize {
+    100_000
+}
+fn default_web_max_sessions_per_account() -> usize {
+    10
 }
 fn default_on_dns_error() -> OnDnsError {
     OnDnsError::Allow

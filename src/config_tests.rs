@@ -144,6 +144,17 @@ fn out_of_range_values_are_refused() {
             "[web]\nsession_lifetime = '400000000000y'\n",
             "web.session_lifetime",
         ),
+        ("[web]\nmax_sessions = 0\n", "web.max_sessions"),
+        ("[web]\nmax_header_bytes = 4096\n", "web.max_header_bytes"),
+        ("[web]\nmax_connections = 0\n", "web.max_connections"),
+        (
+            "[web]\nmax_sessions_per_account = 0\n",
+            "web.max_sessions_per_account",
+        ),
+        (
+            "[web]\nmax_sessions_per_account = 1001\n",
+            "web.max_sessions_per_account",
+        ),
         (
             "[outbound]\nqueue_lifetime = '200y'\n",
             "outbound.queue_lifetime",

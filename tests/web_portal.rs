@@ -659,6 +659,19 @@ fn forwarded_for_only_from_trusted_proxies() {
         .push(("X-Forwarded-For".into(), "192.0.2.5".into()));
     assert_eq!(visitor.get("/metrics").status, 303);
     assert_eq!(b.get("/metrics").status, 200);
+    // What nginx's $proxy_add_x_forwarded_for makes of a client that sends
+    // its own junk entry: the client is still the rightmost untrusted hop.
+    let mut junk = Browser::new(s.addr("web"));
+    junk.headers
+        .push(("X-Forwarded-For".into(), "junk, 198.51.100.7".into()));
+    assert_eq!(junk.get("/metrics").status, 303);
+    let v: serde_json::Value = serde_json::from_str(&junk.get("/api/dns-check").body).unwrap();
+    assert_eq!(v["ip"], "198.51.100.7");
+    // An unparsable client entry is refused, never read as the proxy itself.
+    junk.headers = vec![("X-Forwarded-For".into(), "198.51.100.7, junk".into())];
+    let r = junk.get("/metrics");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(junk.get("/login").status, 400);
     // A proxy that terminates HTTPS says so: cookies become Secure.
     b.headers.push(("X-Forwarded-Proto".into(), "https".into()));
     let login = b.get("/login");
@@ -707,4 +720,178 @@ except urllib.error.HTTPError as e:
         cookie.contains("Secure") && cookie.contains("HttpOnly"),
         "{cookie}"
     );
+}
+
+/// Follows the language switch of `page` (the answer to a request for
+/// `path`) and returns the page it leads to, after at most one redirect.
+fn follow_lang_link(b: &mut Browser, path: &str, page: &HttpResponse) -> HttpResponse {
+    let at = page.body.find("hreflang=").expect("a language link");
+    let tag = &page.body[page.body[..at].rfind("<a href=\"").unwrap() + 9..at];
+    let href = tag.split('"').next().unwrap().replace("&amp;", "&");
+    let target = match href.strip_prefix('?') {
+        Some(q) => format!("{}?{q}", path.split('?').next().unwrap()),
+        None => href,
+    };
+    let r = b.get(&target);
+    match r.header("location") {
+        Some(to) if r.status == 303 => b.get(to),
+        _ => r,
+    }
+}
+
+#[test]
+fn every_page_answering_a_post_links_to_a_page_in_the_other_language() {
+    let (s, _d) = server();
+    assert!(s
+        .cli(
+            &["user", "add", "boss", "--admin", "--password-stdin"],
+            b"boss-pass-1"
+        )
+        .status
+        .success());
+    s.deliver("btm0001", b"Subject: stuck\n\nbody\n");
+    let mut b = Browser::new(s.addr("web"));
+    let csrf = b.login("btm0001", "secret-pw1");
+    let list = b.get("/mail").body;
+    let at = list.find("name=\"uid\" value=\"").unwrap() + 18;
+    let uid = list[at..].split('"').next().unwrap().to_string();
+    let pop = pop_login(s.addr("pop"), "btm0001", "secret-pw1");
+    let mut answers = vec![
+        (
+            "/mail/delete",
+            b.post("/mail/delete", &[("csrf", &csrf), ("uid", &uid)]),
+        ),
+        (
+            "/settings/password",
+            b.post(
+                "/settings/password",
+                &[("csrf", &csrf), ("current", "wrong")],
+            ),
+        ),
+        (
+            "/settings/smtp-password",
+            b.post(
+                "/settings/smtp-password",
+                &[("csrf", &csrf), ("action", "set")],
+            ),
+        ),
+    ];
+    assert_eq!(answers[0].1.status, 409, "the delete-conflict page");
+    for (path, page) in answers.drain(..) {
+        assert!(page.body.contains("<html lang=\"en\">"), "{path}");
+        let other = follow_lang_link(&mut b, path, &page);
+        assert_eq!(other.status, 200, "{path}: {}", other.body);
+        assert!(other.body.contains("<html lang=\"ja\">"), "{path}");
+        b.get("/?lang=en");
+    }
+    drop(pop);
+
+    let mut admin = Browser::new(s.addr("web"));
+    let csrf = admin.login("boss", "boss-pass-1");
+    for (path, fields) in [
+        (
+            "/admin/accounts",
+            [("action", "disable"), ("name", "btm0001")],
+        ),
+        ("/admin/locks", [("name", "btm0001"), ("x", "")]),
+        ("/admin/queue", [("id", "nope"), ("action", "retry")]),
+    ] {
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend(fields);
+        let page = admin.post(path, &form);
+        assert!(
+            page.body.contains("<html lang=\"en\">"),
+            "{path}: {}",
+            page.body
+        );
+        let other = follow_lang_link(&mut admin, path, &page);
+        assert_eq!(other.status, 200, "{path}: {}", other.body);
+        assert!(other.body.contains("<html lang=\"ja\">"), "{path}");
+        admin.get("/?lang=en");
+    }
+
+    // A failed login, and a GET page whose query says what it shows.
+    let mut visitor = Browser::new(s.addr("web"));
+    let token = Browser::csrf_in(&visitor.get("/login").body);
+    let page = visitor.post(
+        "/login",
+        &[("csrf", &token), ("login", "x"), ("password", "y")],
+    );
+    assert_eq!(follow_lang_link(&mut visitor, "/login", &page).status, 200);
+    let path = "/admin?q=boss";
+    let page = admin.get(path);
+    let other = follow_lang_link(&mut admin, path, &page);
+    assert!(other.body.contains("<html lang=\"ja\">"));
+    assert_eq!(
+        other.body.matches("reset password").count(),
+        1,
+        "the search is kept"
+    );
+}
+
+#[test]
+fn logins_of_one_account_replace_its_oldest_sessions() {
+    let (s, _d) = server();
+    s.add_user("btm0002", "pw-of-0002");
+    let mut other = Browser::new(s.addr("web"));
+    other.login("btm0002", "pw-of-0002");
+    // Default `web.max_sessions_per_account` is 10.
+    let mut browsers: Vec<Browser> = (0..10)
+        .map(|_| {
+            let mut b = Browser::new(s.addr("web"));
+            b.login("btm0001", "secret-pw1");
+            b
+        })
+        .collect();
+    // The first browser stays active: the least recently used one goes.
+    assert_eq!(browsers[0].get("/settings").status, 200);
+    let mut newest = Browser::new(s.addr("web"));
+    newest.login("btm0001", "secret-pw1");
+    assert_eq!(browsers[1].get("/settings").status, 303, "evicted");
+    assert_eq!(browsers[0].get("/settings").status, 200);
+    for b in &mut browsers[2..] {
+        assert_eq!(b.get("/settings").status, 200);
+    }
+    // Another account's session is untouched.
+    assert_eq!(other.get("/settings").status, 200);
+}
+
+/// 1,000 connections each park 60 KB of an unfinished request head: each
+/// is answered 431 (or closed) once past `web.max_header_bytes`, the
+/// server's memory stays bounded, and a normal visitor is served meanwhile.
+#[test]
+fn unfinished_request_heads_are_bounded() {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    const CONNECTIONS: usize = 1000;
+    let (s, _d) = server();
+    let addr = s.addr("web");
+    assert_eq!(Browser::new(addr).get("/").status, 200);
+    let before = s.rss_kib();
+    let pad = vec![b'a'; 60 * 1024];
+    let mut parked: Vec<std::net::TcpStream> = (0..CONNECTIONS)
+        .map(|_| {
+            let mut c = std::net::TcpStream::connect(addr).unwrap();
+            c.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+            // The server may answer and close before all of it is sent.
+            let _ = c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Pad: ");
+            let _ = c.write_all(&pad);
+            c
+        })
+        .collect();
+    let grown = s.rss_kib().saturating_sub(before);
+    assert_eq!(Browser::new(addr).get("/faq").status, 200);
+    // Before the bound: about 90 KiB per connection (88 MiB here).
+    assert!(grown < 40 * 1024, "RSS grew by {grown} KiB");
+    let mut refused = 0;
+    for c in &mut parked {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        if answer.is_empty() || answer.starts_with(b"HTTP/1.1 431") {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, CONNECTIONS);
+    eprintln!("RSS before {before} KiB, grown by {grown} KiB with {CONNECTIONS} heads");
 }

@@ -88,10 +88,15 @@ pub fn page(ctx: &Ctx, title: &str, body: &str) -> Html<String> {
     } else {
         format!(r#"<a href="/login">{}</a>"#, l.t("ログイン", "Log in"))
     };
-    let switch = match l {
-        Lang::Ja => r#"<a href="?lang=en" hreflang="en" lang="en">English</a>"#,
-        Lang::En => r#"<a href="?lang=ja" hreflang="ja" lang="ja">日本語</a>"#,
+    let (other, name) = match l {
+        Lang::Ja => (Lang::En, "English"),
+        Lang::En => (Lang::Ja, "日本語"),
     };
+    let switch = format!(
+        r#"<a href="{}" hreflang="{code}" lang="{code}">{name}</a>"#,
+        esc(&lang_switch_href(ctx, other)),
+        code = other.code(),
+    );
     Html(format!(
         r#"<!doctype html>
 <html lang="{code}">
@@ -118,6 +123,19 @@ pub fn page(ctx: &Ctx, title: &str, body: &str) -> Html<String> {
         support = l.t("サポート", "Support"),
         footer = esc(&ctx.app().config.hostname),
     ))
+}
+
+/// This page in `lang`: the same address with its other query parameters
+/// kept (a relative `?...` link, so no path from the request is echoed), or
+/// the form's page for the answer to a POST.
+fn lang_switch_href(ctx: &Ctx, lang: Lang) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if ctx.form_page.is_none() {
+        let kept = form_urlencoded::parse(ctx.query.as_deref().unwrap_or("").as_bytes());
+        query.extend_pairs(kept.filter(|(k, _)| k != "lang"));
+    }
+    query.append_pair("lang", lang.code());
+    format!("{}?{}", ctx.form_page.unwrap_or(""), query.finish())
 }
 
 pub async fn home(ctx: Ctx) -> Response {

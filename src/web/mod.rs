@@ -15,6 +15,7 @@ mod layout;
 mod metrics;
 mod remote_mail;
 mod session;
+mod session_table;
 mod settings;
 
 use crate::app::App;
@@ -49,7 +50,7 @@ pub struct Web {
     pub app: Arc<App>,
     /// The portal runs on implicit TLS: cookies get `Secure`.
     pub tls: bool,
-    pub sessions: session::Sessions,
+    pub sessions: session_table::Sessions,
 }
 
 /// The TCP peer of the connection a request came on.
@@ -60,12 +61,20 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let tls = listener.tls_mode() == TlsMode::Implicit;
     let web = Arc::new(Web {
         tls,
-        sessions: session::Sessions::new(app.config.web.session_lifetime),
+        sessions: session_table::Sessions::new(session_table::SessionLimits {
+            lifetime: app.config.web.session_lifetime,
+            max_sessions: app.config.web.max_sessions,
+            max_per_account: app.config.web.max_sessions_per_account,
+        }),
         app: app.clone(),
     });
     let router = router(web);
     let acceptor = app.tls.clone();
-    let limits = app.config.limits.clone();
+    // Request heads are held per connection: fewer web connections than
+    // mail ones keep their total within max_connections x max_header_bytes.
+    let mut limits = app.config.limits.clone();
+    limits.max_connections = limits.max_connections.min(app.config.web.max_connections);
+    let max_header_bytes = app.config.web.max_header_bytes;
     let unavailable: &[u8] =
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     let refusals = crate::net::Refusals {
@@ -78,10 +87,10 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         let acceptor = acceptor.clone();
         async move {
             if !tls {
-                return serve_io(stream, peer, router).await;
+                return serve_io(stream, peer, router, max_header_bytes).await;
             }
             match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => serve_io(stream, peer, router).await,
+                Ok(Ok(stream)) => serve_io(stream, peer, router, max_header_bytes).await,
                 Ok(Err(e)) => tracing::debug!(%peer, error = %e, "web TLS handshake failed"),
                 Err(_) => tracing::debug!(%peer, "web TLS handshake timed out"),
             }
@@ -90,7 +99,7 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     .await;
 }
 
-async fn serve_io<I>(io: I, peer: SocketAddr, router: Router)
+async fn serve_io<I>(io: I, peer: SocketAddr, router: Router, max_header_bytes: usize)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -109,7 +118,9 @@ where
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
-        .max_buf_size(64 * 1024)
+        // The read buffer holds at most this of a request head; a longer
+        // head gets 431 (RFC 6585 5) and the connection closes.
+        .max_buf_size(max_header_bytes)
         .serve_connection(TokioIo::new(io), service);
     if let Err(e) = conn.await {
         tracing::debug!(%peer, error = %e, "web connection ended with an error");
@@ -142,6 +153,18 @@ pub fn router(web: Arc<Web>) -> Router {
         .layer(middleware::from_fn(i18n::remember_lang))
         .layer(middleware::from_fn(security_headers))
         .with_state(web)
+}
+
+/// The page whose form posts to `path`: a page answering a POST links there
+/// for the other language.
+fn form_page(path: &str) -> &'static str {
+    match path {
+        "/login" => "/login",
+        p if p.starts_with("/settings/") => "/settings",
+        p if p.starts_with("/mail/") => "/mail",
+        p if p.starts_with("/admin/") => "/admin",
+        _ => "/",
+    }
 }
 
 /// A body announced larger than the limit is refused before it is read.

@@ -1,125 +1,29 @@
 //! Who is asking: the client IP (SEED-16 proxy rule), the language, and the
-//! login session. Sessions live in memory (random 256-bit ids, idle
-//! lifetime from `web.session_lifetime`); each carries its own CSRF token.
+//! login session. Sessions live in memory (`session_table`: random 256-bit
+//! ids, idle lifetime from `web.session_lifetime`); each carries its own
+//! CSRF token.
 //! Logins share the protocol servers' failure counting per client IP.
 
 use super::form::Form;
 use super::layout::{esc, page, Notice};
+use super::session_table::{random_token, Session};
 use super::{Lang, Peer, Web};
 use crate::auth::{ct_eq, AuthResult, Credential, Purpose};
 use crate::store::Account;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
 
 const SESSION_COOKIE: &str = "bt_session";
 /// Login CSRF: a random token in a cookie that the login form repeats.
 const LOGIN_COOKIE: &str = "bt_login";
-const MAX_SESSIONS: usize = 100_000;
 /// Past this many recent failures from one IP, logins are refused outright
 /// (the protocol servers keep delaying; a browser gets a clear page).
 const REFUSE_AFTER_FAILURES: u32 = 10;
-
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub account: String,
-    /// The account's row id and creation time: a session outlives neither
-    /// its account's deletion nor a new account that gets the same name
-    /// (SQLite may hand the new one the same id).
-    account_id: (i64, SystemTime),
-    /// For the navigation only; operator pages check the stored account.
-    pub admin: bool,
-    pub csrf: String,
-    expires: Instant,
-}
-
-pub struct Sessions {
-    lifetime: Duration,
-    map: Mutex<HashMap<String, Session>>,
-}
-
-fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-impl Sessions {
-    pub fn new(lifetime: Duration) -> Sessions {
-        Sessions {
-            lifetime,
-            map: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// A new session; returns its id.
-    fn create(&self, account: &Account) -> String {
-        let id = random_token();
-        let mut map = self.lock();
-        if map.len() >= MAX_SESSIONS {
-            let now = Instant::now();
-            map.retain(|_, s| s.expires > now);
-        }
-        if map.len() >= MAX_SESSIONS {
-            // Still full of live sessions: drop the one closest to expiry.
-            if let Some(k) = map
-                .iter()
-                .min_by_key(|(_, s)| s.expires)
-                .map(|(k, _)| k.clone())
-            {
-                map.remove(&k);
-            }
-        }
-        map.insert(
-            id.clone(),
-            Session {
-                account: account.name.clone(),
-                account_id: (account.id, account.created),
-                admin: account.admin,
-                csrf: random_token(),
-                expires: Instant::now() + self.lifetime,
-            },
-        );
-        id
-    }
-
-    /// The live session for `id`, its idle lifetime renewed.
-    fn touch(&self, id: &str) -> Option<Session> {
-        let mut map = self.lock();
-        let now = Instant::now();
-        match map.get_mut(id) {
-            Some(s) if s.expires > now => {
-                s.expires = now + self.lifetime;
-                Some(s.clone())
-            }
-            Some(_) => {
-                map.remove(id);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn remove(&self, id: &str) {
-        self.lock().remove(id);
-    }
-
-    /// Ends every session of `account` except `keep` (after its password
-    /// changed: whoever logged in with the old one is out).
-    pub fn end_others(&self, account: &str, keep: Option<&str>) {
-        self.lock()
-            .retain(|id, s| s.account != account || Some(id.as_str()) == keep);
-    }
-}
 
 /// One cookie's value from the request headers.
 pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -147,27 +51,38 @@ pub struct Ctx {
     pub session: Option<(String, Session)>,
     /// The raw query string, for handlers that read parameters leniently.
     pub query: Option<String>,
+    /// For a page that answers a POST: the page whose form was posted, where
+    /// the language switch leads (a GET of the POST route would be 405).
+    pub form_page: Option<&'static str>,
     login_token: Option<String>,
 }
 
 #[axum::async_trait]
 impl FromRequestParts<Arc<Web>> for Ctx {
-    type Rejection = Infallible;
+    type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Ctx, Infallible> {
+    async fn from_request_parts(parts: &mut Parts, web: &Arc<Web>) -> Result<Ctx, Response> {
         let peer = parts
             .extensions
             .get::<Peer>()
             .map(|p| p.0.ip().to_canonical())
             .unwrap_or(IpAddr::from([127, 0, 0, 1]));
         let trusted = &web.app.config.web.trusted_proxies;
-        let (ip, forwarded) = client_ip(peer, &parts.headers, trusted);
+        let (ip, forwarded) = client_ip(peer, &parts.headers, trusted).map_err(|_| {
+            tracing::info!(%peer, "refused: X-Forwarded-For names no client address");
+            let text = "400 X-Forwarded-For does not name the client's address\n";
+            (StatusCode::BAD_REQUEST, text).into_response()
+        })?;
         let proxied_https = trusted.iter().any(|t| t.to_canonical() == peer)
             && parts
                 .headers
                 .get("x-forwarded-proto")
                 .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"https"));
         let query = parts.uri.query().map(str::to_string);
+        let form_page = match parts.method {
+            Method::GET | Method::HEAD => None,
+            _ => Some(super::form_page(parts.uri.path())),
+        };
         let session = cookie(&parts.headers, SESSION_COOKIE)
             .and_then(|id| web.sessions.touch(id).map(|s| (id.to_string(), s)));
         Ok(Ctx {
@@ -178,30 +93,57 @@ impl FromRequestParts<Arc<Web>> for Ctx {
             secure: web.tls || proxied_https,
             session,
             query,
+            form_page,
             login_token: cookie(&parts.headers, LOGIN_COOKIE).map(str::to_string),
         })
     }
 }
 
-/// X-Forwarded-For is believed only from a configured proxy (SEED-16): the
-/// rightmost entry that is not itself a trusted proxy is the client.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> (IpAddr, bool) {
+/// X-Forwarded-For names no client address: the request is refused rather
+/// than charged to (or trusted as) the proxy itself.
+#[derive(Debug, PartialEq, Eq)]
+pub struct BadForwardedFor;
+
+/// X-Forwarded-For is believed only from a configured proxy (SEED-16). Each
+/// proxy appends the address it received from, so the entries are walked
+/// from the right (over every header, in order) past the trusted proxies;
+/// the first other entry is the client. Entries left of it were written by
+/// the client and are never read. Without the header the peer is the client.
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpAddr],
+) -> Result<(IpAddr, bool), BadForwardedFor> {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|t| t.to_canonical() == *ip);
     if !is_trusted(&peer) {
-        return (peer, false);
+        return Ok((peer, false));
     }
-    let hops: Vec<IpAddr> = headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().parse::<IpAddr>().map(|ip| ip.to_canonical()))
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    match hops.into_iter().rev().find(|ip| !is_trusted(ip)) {
-        Some(ip) => (ip, true),
-        None => (peer, false),
+    let mut entries = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value.to_str().map_err(|_| BadForwardedFor)?;
+        entries.extend(value.split(','));
     }
+    let mut last = None;
+    for entry in entries.into_iter().rev() {
+        let ip = parse_hop(entry).ok_or(BadForwardedFor)?;
+        if !is_trusted(&ip) {
+            return Ok((ip, true));
+        }
+        last = Some(ip);
+    }
+    // Every hop is a trusted proxy: the leftmost one sent the request.
+    Ok(last.map_or((peer, false), |ip| (ip, true)))
+}
+
+/// One X-Forwarded-For entry: an address, or an address with a port as some
+/// proxies write it (`192.0.2.1:5000`, `[2001:db8::1]:5000`).
+fn parse_hop(entry: &str) -> Option<IpAddr> {
+    let entry = entry.trim();
+    let ip = entry
+        .parse::<IpAddr>()
+        .or_else(|_| entry.parse::<std::net::SocketAddr>().map(|a| a.ip()))
+        .ok()?;
+    Some(ip.to_canonical())
 }
 
 /// A logged-in customer whose account is still enabled.
@@ -447,10 +389,6 @@ pub async fn logout(ctx: Ctx, body: Bytes) -> Response {
 mod tests {
     use super::*;
 
-    fn account(name: &str) -> Account {
-        Account::for_test(name, 1)
-    }
-
     fn xff(v: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
         h.insert("x-forwarded-for", HeaderValue::from_str(v).unwrap());
@@ -461,57 +399,70 @@ mod tests {
     fn forwarded_for_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let peer: IpAddr = "192.0.2.7".parse().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         let h = xff("198.51.100.9");
-        assert_eq!(client_ip(peer, &h, &[proxy]), (peer, false));
+        assert_eq!(client_ip(peer, &h, &[proxy]), Ok((peer, false)));
         assert_eq!(
             client_ip(proxy, &h, &[proxy]),
-            ("198.51.100.9".parse().unwrap(), true)
+            Ok((ip("198.51.100.9"), true))
         );
         // A spoofed left entry is ignored: the rightmost untrusted hop counts.
         let h = xff("1.2.3.4, 198.51.100.9, 10.0.0.1");
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]).0,
-            "198.51.100.9".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &h, &[proxy]).unwrap().0,
+            ip("198.51.100.9")
         );
-        // Garbage: the proxy itself is reported, not trusted as forwarded.
-        assert_eq!(client_ip(proxy, &xff("junk"), &[proxy]), (proxy, false));
+        // Junk the client wrote left of its address is never read.
+        let h = xff("junk, 198.51.100.7");
+        assert_eq!(
+            client_ip(proxy, &h, &[proxy]),
+            Ok((ip("198.51.100.7"), true))
+        );
+        // Junk where the client's address should be: refused, never the proxy.
+        assert_eq!(
+            client_ip(proxy, &xff("junk"), &[proxy]),
+            Err(BadForwardedFor)
+        );
+        let h = xff("198.51.100.7, junk, 10.0.0.1");
+        assert_eq!(client_ip(proxy, &h, &[proxy]), Err(BadForwardedFor));
+        assert_eq!(client_ip(proxy, &xff(""), &[proxy]), Err(BadForwardedFor));
+        // Without the header, the proxy host itself is asking.
         assert_eq!(
             client_ip(proxy, &HeaderMap::new(), &[proxy]),
-            (proxy, false)
+            Ok((proxy, false))
         );
         let h = xff("::ffff:198.51.100.9");
         assert_eq!(
-            client_ip(proxy, &h, &[proxy]).0,
-            "198.51.100.9".parse::<IpAddr>().unwrap()
+            client_ip(proxy, &h, &[proxy]).unwrap().0,
+            ip("198.51.100.9")
         );
+        let h = xff("198.51.100.9:5000, [2001:db8::1]:443");
+        assert_eq!(client_ip(proxy, &h, &[proxy]).unwrap().0, ip("2001:db8::1"));
     }
 
     #[test]
-    fn sessions_expire_and_are_removed() {
-        let s = Sessions::new(Duration::from_millis(50));
-        let id = s.create(&account("btm0001"));
-        assert_eq!(id.len(), 64);
-        assert_eq!(s.touch(&id).unwrap().account, "btm0001");
-        assert!(s.touch("nope").is_none());
-        std::thread::sleep(Duration::from_millis(80));
-        assert!(s.touch(&id).is_none());
-        let id = s.create(&account("b"));
-        s.remove(&id);
-        assert!(s.touch(&id).is_none());
-    }
-
-    #[test]
-    fn end_others_keeps_only_the_given_session() {
-        let s = Sessions::new(Duration::from_secs(60));
-        let (a1, a2, b) = (
-            s.create(&account("a")),
-            s.create(&account("a")),
-            s.create(&account("b")),
+    fn forwarded_for_spans_headers_and_proxy_chains() {
+        let (edge, inner): (IpAddr, IpAddr) =
+            ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let trusted = [edge, inner];
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.5, 198.51.100.1"),
         );
-        s.end_others("a", Some(&a1));
-        assert!(s.touch(&a1).is_some() && s.touch(&a2).is_none() && s.touch(&b).is_some());
-        s.end_others("a", None);
-        assert!(s.touch(&a1).is_none());
+        h.append("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
+        assert_eq!(
+            client_ip(inner, &h, &trusted),
+            Ok(("198.51.100.1".parse().unwrap(), true))
+        );
+        // Only proxies in the chain: the leftmost one is the client.
+        assert_eq!(
+            client_ip(inner, &xff("10.0.0.2, 10.0.0.1"), &trusted),
+            Ok((inner, true))
+        );
+        let mut h = HeaderMap::new();
+        h.append("x-forwarded-for", HeaderValue::from_bytes(b"\xff").unwrap());
+        assert_eq!(client_ip(inner, &h, &trusted), Err(BadForwardedFor));
     }
 
     #[test]
