@@ -249,6 +249,12 @@ pub struct Limits {
     /// mail never takes the space it frees.
     #[serde(default = "default_disk_reserve")]
     pub disk_reserve: u64,
+    /// How long a `proxy_protocol` listener waits for the PROXY header.
+    #[serde(
+        default = "default_proxy_header_timeout",
+        with = "humantime_serde_compat"
+    )]
+    pub proxy_header_timeout: Duration,
     /// Store calls (SQLite, Maildir) running at once on blocking threads.
     #[serde(default = "default_store_calls")]
     pub store_calls: usize,
@@ -408,6 +414,13 @@ pub struct Listener {
     /// SMTP: 530 to MAIL before AUTH (port-587 style).
     #[serde(default)]
     pub require_auth: bool,
+    /// Behind a load balancer: every connection starts with HAProxy's PROXY
+    /// header (v1 or v2), whose client address every rule then uses.
+    #[serde(default)]
+    pub proxy_protocol: bool,
+    /// The balancers allowed to send that header; other peers are closed.
+    #[serde(default)]
+    pub proxy_trusted: Vec<ipnet::IpNet>,
 }
 
 impl Listener {
@@ -577,6 +590,12 @@ impl Config {
             }
             if l.protocol != Protocol::Smtp && l.require_auth {
                 return bad(&key("require_auth"), "only smtp listeners take this");
+            }
+            if l.proxy_protocol && l.proxy_trusted.is_empty() {
+                return bad(
+                    &key("proxy_trusted"),
+                    "proxy_protocol needs the balancers' networks here",
+                );
             }
             if l.protocol != Protocol::Pop3 && l.grants_relay {
                 return bad(&key("grants_relay"), "only pop3 listeners grant relay");
@@ -860,6 +879,9 @@ fn default_credential_cache_ttl() -> Duration {
 }
 fn default_credential_cache_entries() -> usize {
     2_000_000
+}
+fn default_proxy_header_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 fn default_store_calls() -> usize {
     32

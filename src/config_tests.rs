@@ -228,3 +228,14 @@ fn disk_limits_default_and_the_reserve_fits_under_the_minimum() {
     let c = Config::parse("[limits]\nsmtp_min_free_disk = 0\ndisk_reserve = 0").unwrap();
     assert_eq!(c.limits.smtp_min_free_disk, 0);
 }
+
+#[test]
+fn proxy_protocol_needs_its_trusted_balancers() {
+    let listener =
+        "[[listener]]\nname='pop'\nprotocol='pop3'\nbind='127.0.0.1:0'\nproxy_protocol=true\n";
+    let e = Config::parse(listener).unwrap_err();
+    assert_eq!(e.key, "listener[0].proxy_trusted");
+    let c = Config::parse(&format!("{listener}proxy_trusted=['10.0.0.0/8']\n")).unwrap();
+    assert!(c.listeners[0].proxy_protocol);
+    assert_eq!(c.limits.proxy_header_timeout, Duration::from_secs(5));
+}

@@ -8,6 +8,7 @@
 //! refusing clients or for storing their mail.
 
 use super::fds::{out_of_descriptors, refuse, FdBudget};
+use super::proxy::read_header;
 use crate::auth::failures::key as client_key;
 use crate::config::Limits;
 use std::collections::HashMap;
@@ -68,49 +69,64 @@ pub struct Refusals {
 /// Runs `handler` for each accepted connection, which holds one slot of
 /// `fds` while it runs. A client over its per-IP limit, or arriving when
 /// `fds` is spent, gets the matching refusal and is closed without reaching
-/// the handler.
+/// the handler. With `proxy`, every connection must come from a trusted
+/// balancer and start with a PROXY header: the client it names is the one
+/// the limits count and the handler sees.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limits: &Limits,
     fds: Arc<FdBudget>,
     refusals: Refusals,
+    proxy: Option<ProxyPolicy>,
     handler: F,
 ) where
     F: Fn(TcpStream, SocketAddr) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::default());
-    let max_per_ip = limits.max_connections_per_ip;
-    let exempt = limits.connection_limit_exempt.clone();
+    let admission = Arc::new(Admission {
+        per_ip: Arc::new(PerIp::default()),
+        max_per_ip: limits.max_connections_per_ip,
+        exempt: limits.connection_limit_exempt.clone(),
+        refusal: refusals.per_client,
+    });
+    let handler = Arc::new(handler);
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
         match listener.accept().await {
-            Ok((tcp, peer)) => {
+            Ok((mut tcp, peer)) => {
                 let Some(fd) = fds.try_take() else {
                     fds.note_refused();
                     refuse(tcp, refusals.busy);
                     continue;
                 };
-                let ip = peer.ip().to_canonical();
-                let slot = if exempt.iter().any(|n| n.contains(&ip)) {
-                    None
-                } else {
-                    match per_ip.take(ip, max_per_ip) {
-                        Some(slot) => Some(slot),
-                        None => {
-                            tracing::info!(%peer, "too many connections from one address");
-                            refuse(tcp, refusals.per_client);
-                            continue;
-                        }
+                let Some(proxy) = &proxy else {
+                    if let Some((tcp, slot)) = admission.admit(tcp, peer) {
+                        let fut = handler(tcp, peer);
+                        tokio::spawn(async move {
+                            fut.await;
+                            drop((slot, fd, permit));
+                        });
                     }
+                    continue;
                 };
-                let fut = handler(tcp, peer);
+                if !proxy.trusts(peer.ip()) {
+                    tracing::warn!(%peer, "refused: not a trusted PROXY protocol sender");
+                    continue;
+                }
+                let (admission, handler, wait) = (admission.clone(), handler.clone(), proxy.wait);
                 tokio::spawn(async move {
-                    fut.await;
-                    drop((slot, fd, permit));
+                    let client = match tokio::time::timeout(wait, read_header(&mut tcp)).await {
+                        Ok(Ok(client)) => client.unwrap_or(peer),
+                        Ok(Err(e)) => return tracing::warn!(%peer, error = %e, "refused"),
+                        Err(_) => return tracing::warn!(%peer, "refused: no PROXY header in time"),
+                    };
+                    if let Some((tcp, slot)) = admission.admit(tcp, client) {
+                        handler(tcp, client).await;
+                        drop((slot, fd, permit));
+                    }
                 });
             }
             Err(e) if out_of_descriptors(&e) => {
@@ -122,6 +138,58 @@ pub async fn accept_loop<F, Fut>(
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// A listener behind a load balancer (`proxy_protocol = true`).
+#[derive(Debug, Clone)]
+pub struct ProxyPolicy {
+    /// Who may send a PROXY header (`proxy_trusted`); anyone else is closed.
+    pub trusted: Vec<ipnet::IpNet>,
+    /// How long the header may take to arrive.
+    pub wait: Duration,
+}
+
+impl ProxyPolicy {
+    /// The listener's policy, if it is behind a balancer.
+    pub fn of(listener: &crate::config::Listener, limits: &Limits) -> Option<ProxyPolicy> {
+        listener.proxy_protocol.then(|| ProxyPolicy {
+            trusted: listener.proxy_trusted.clone(),
+            wait: limits.proxy_header_timeout,
+        })
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.trusted.iter().any(|n| n.contains(&ip))
+    }
+}
+
+/// The per-client connection limit, applied to the client a connection is
+/// for (the peer, or the one its PROXY header names).
+struct Admission {
+    per_ip: Arc<PerIp>,
+    max_per_ip: usize,
+    exempt: Vec<ipnet::IpNet>,
+    refusal: &'static [u8],
+}
+
+impl Admission {
+    /// The connection with its client's slot (none for exempt networks),
+    /// or `None` once a client over its share has been refused.
+    fn admit(&self, tcp: TcpStream, client: SocketAddr) -> Option<(TcpStream, Option<IpSlot>)> {
+        let ip = client.ip().to_canonical();
+        if self.exempt.iter().any(|n| n.contains(&ip)) {
+            return Some((tcp, None));
+        }
+        match self.per_ip.take(ip, self.max_per_ip) {
+            Some(slot) => Some((tcp, Some(slot))),
+            None => {
+                tracing::info!(%client, "too many connections from one address");
+                refuse(tcp, self.refusal);
+                None
             }
         }
     }
@@ -155,7 +223,7 @@ mod tests {
 
     /// Greets each client and holds it until the client closes.
     async fn serve_hello(l: TcpListener, limits: &Limits, fds: Arc<FdBudget>) {
-        accept_loop(l, limits, fds, REFUSALS, |mut s, _| async move {
+        accept_loop(l, limits, fds, REFUSALS, None, |mut s, _| async move {
             let _ = s.write_all(b"hello\r\n").await;
             let mut b = [0u8; 1];
             let _ = s.read(&mut b).await;

@@ -11,5 +11,5 @@ pub mod proxy;
 
 pub use conn::{Conn, Line, Stream};
 pub use fds::{open_now, raise_nofile_limit, FdBudget, FdPlan, FdSlot};
-pub use listener::{accept_loop, Refusals};
+pub use listener::{accept_loop, ProxyPolicy, Refusals};
 pub use memory::{MemoryBudget, Reservation};

@@ -38,11 +38,13 @@ static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let listener = Arc::new(listener);
     let limits = app.config.limits.clone();
+    let proxy = net::ProxyPolicy::of(&listener, &limits);
     net::accept_loop(
         tcp,
         &limits,
         app.fds.clone(),
         REFUSALS,
+        proxy,
         move |stream, peer| {
             let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);

@@ -64,11 +64,13 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         per_client: b"421 4.7.0 Too many connections from your address\r\n",
         busy: b"421 4.3.2 Too many connections, try again later\r\n",
     };
+    let proxy = crate::net::ProxyPolicy::of(&ctx.listener, &limits);
     accept_loop(
         tcp,
         &limits,
         app.fds.clone(),
         refusals,
+        proxy,
         move |stream, peer| {
             let ctx = ctx.clone();
             let id = SESSIONS.fetch_add(1, Ordering::Relaxed);

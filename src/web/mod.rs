@@ -82,7 +82,8 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
         busy: unavailable,
     };
     let fds = app.fds.clone();
-    crate::net::accept_loop(tcp, &limits, fds, refusals, move |stream, peer| {
+    let proxy = crate::net::ProxyPolicy::of(&listener, &limits);
+    crate::net::accept_loop(tcp, &limits, fds, refusals, proxy, move |stream, peer| {
         let router = router.clone();
         let acceptor = acceptor.clone();
         async move {
