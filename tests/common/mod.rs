@@ -167,6 +167,11 @@ impl TestServer {
         self.addr(listener).port()
     }
 
+    /// The server's process id (for /proc figures).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
     }
