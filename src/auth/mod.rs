@@ -151,33 +151,41 @@ impl Authenticator {
             Err(hasher::Busy) => return Err("every password hash worker is busy".into()),
         };
         let digest = match new_hash {
-            Some(new) => {
-                let digest = self.keyed(&new, password);
-                self.store_rehash(account, key.1, new).await;
-                digest
+            Some(new) if self.store_rehash(account, key.1, new.clone()).await => {
+                self.keyed(&new, password)
             }
-            None => digest,
+            _ => digest,
         };
         self.cache.insert(key, (Instant::now(), digest));
         Ok(true)
     }
 
-    /// Stores a rehashed password; a failure only means it is rehashed at a
-    /// later login.
-    async fn store_rehash(&self, account: &Account, smtp: bool, hash: String) {
+    /// Stores a rehashed password unless the stored hash changed since
+    /// `account` was read; true if stored. A failure only means it is
+    /// rehashed at a later login.
+    async fn store_rehash(&self, account: &Account, smtp: bool, hash: String) -> bool {
         let name = account.name.clone();
+        let old = match (smtp, &account.smtp_password_hash) {
+            (true, Some(h)) => h.clone(),
+            _ => account.password_hash.clone(),
+        };
         let result = self
             .store
-            .run(move |s| match smtp {
-                true => s.accounts.set_smtp_password(&name, Some(&hash)),
-                false => s.accounts.set_password(&name, &hash),
-            })
+            .run(move |s| s.accounts.replace_password_hash(&name, smtp, &old, &hash))
             .await;
         match result {
-            Ok(()) => {
-                tracing::info!(account = %account.name, smtp, "password rehashed to the policy")
+            Ok(true) => {
+                tracing::info!(account = %account.name, smtp, "password rehashed to the policy");
+                true
             }
-            Err(e) => tracing::warn!(account = %account.name, error = %e, "rehash not stored"),
+            Ok(false) => {
+                tracing::info!(account = %account.name, smtp, "password changed meanwhile; rehash dropped");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(account = %account.name, error = %e, "rehash not stored");
+                false
+            }
         }
     }
 
@@ -300,6 +308,39 @@ mod tests {
 
     fn pw(p: &str) -> Credential {
         Credential::Password(p.into())
+    }
+
+    /// A login that verified the old password must not write its rehash
+    /// over a password changed meanwhile (portal, admin, CLI).
+    #[tokio::test]
+    async fn a_rehash_does_not_undo_a_racing_password_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), "h").unwrap();
+        let cfg = cheap();
+        let crypt = pwhash::sha512_crypt::hash("old").unwrap();
+        store.accounts.add("a", "a@be.test", &crypt).unwrap();
+        store.accounts.set_smtp_password("a", Some(&crypt)).unwrap();
+        let seen = store.accounts.find("a").unwrap().unwrap();
+        let changed = hasher::hash_now(&cfg.policy(), "new");
+        store.accounts.set_password("a", &changed).unwrap();
+        store
+            .accounts
+            .set_smtp_password("a", Some(&changed))
+            .unwrap();
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        let rehash = hasher::hash_now(&cfg.policy(), "old");
+        auth.store_rehash(&seen, false, rehash.clone()).await;
+        auth.store_rehash(&seen, true, rehash).await;
+        let now = store.accounts.find("a").unwrap().unwrap();
+        assert_eq!(now.password_hash, changed);
+        assert_eq!(now.smtp_password_hash.as_deref(), Some(changed.as_str()));
+        // Without a race the rehash is stored.
+        let fresh = hasher::hash_now(&cfg.policy(), "new");
+        assert!(auth.store_rehash(&now, false, fresh.clone()).await);
+        assert_eq!(
+            store.accounts.find("a").unwrap().unwrap().password_hash,
+            fresh
+        );
     }
 
     #[tokio::test]

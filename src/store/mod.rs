@@ -97,6 +97,10 @@ pub trait AccountStore: Send + Sync {
     fn add(&self, name: &str, address: &str, password_hash: &str) -> Result<Account>;
     fn set_password(&self, name: &str, password_hash: &str) -> Result<()>;
     fn set_smtp_password(&self, name: &str, hash: Option<&str>) -> Result<()>;
+    /// Replaces the account password (or with `smtp`, the SMTP password)
+    /// only while its hash is still `old`, so that a rehash at login cannot
+    /// undo a password change that raced it. True if replaced.
+    fn replace_password_hash(&self, name: &str, smtp: bool, old: &str, new: &str) -> Result<bool>;
     fn set_secret(&self, name: &str, secret: Option<&str>) -> Result<()>;
     fn set_disabled(&self, name: &str, disabled: bool) -> Result<()>;
     fn set_admin(&self, name: &str, admin: bool) -> Result<()>;

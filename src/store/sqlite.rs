@@ -191,6 +191,15 @@ impl AccountStore for Db {
         )
     }
 
+    fn replace_password_hash(&self, name: &str, smtp: bool, old: &str, new: &str) -> Result<bool> {
+        let sql = if smtp {
+            "UPDATE accounts SET smtp_password_hash = ?1 WHERE name = ?2 AND smtp_password_hash = ?3"
+        } else {
+            "UPDATE accounts SET password_hash = ?1 WHERE name = ?2 AND password_hash = ?3"
+        };
+        Ok(self.conn().execute(sql, params![new, name, old])? == 1)
+    }
+
     fn set_secret(&self, name: &str, secret: Option<&str>) -> Result<()> {
         self.update_account(
             name,

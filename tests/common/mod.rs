@@ -185,15 +185,9 @@ impl TestServer {
         self.addr(listener).port()
     }
 
-    /// The server process's resident memory, in KiB (/proc/PID/status).
+    /// The server process's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        let pid = self.child.as_ref().expect("running").id();
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS")
+        self.status_kib("VmRSS")
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -2,6 +2,7 @@
 //! drives one protocol over TCP and prints throughput and latency figures
 //! (results and the commands that produced them are in BENCHMARKS.md).
 
+mod hash;
 mod outbound;
 mod pop3;
 mod sink;
@@ -27,6 +28,8 @@ enum Command {
     Outbound(outbound::Args),
     /// A fast SMTP sink on several loopback addresses.
     Sink(sink::Args),
+    /// The bare argon2id hash rate (the ceiling of first logins per second).
+    Hash(hash::Args),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -40,6 +43,8 @@ fn main() -> anyhow::Result<()> {
             Command::Smtp(a) => smtp::run(a).await,
             Command::Outbound(a) => outbound::run(a).await,
             Command::Sink(a) => sink::run(a).await,
+            // CPU only: its own threads, nothing async.
+            Command::Hash(a) => hash::run(a),
         }
     })
 }

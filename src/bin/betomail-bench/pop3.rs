@@ -1,6 +1,10 @@
 //! POP3 load: sessions of login, STAT, RETR all, DELE all, QUIT (by
 //! default RSET before QUIT, so every session finds the same mailbox), or
-//! `--idle N` connections held open to measure the server's memory.
+//! `--idle N` connections held open to measure the server's memory, or
+//! `--first-login`: every session a different account, each paying the
+//! server's full password hash (an ISP's morning after a restart).
+//! With `--server-pid` every run reports the server's RSS before, its peak
+//! (VmHWM) and after.
 
 use crate::stats;
 use anyhow::{bail, Context};
@@ -19,9 +23,18 @@ pub struct Args {
     host: String,
     #[arg(long, default_value_t = 1110)]
     port: u16,
-    /// Accounts `<prefix>0` .. `<prefix>N-1`; worker i uses account i mod N.
+    /// Accounts `<prefix>S` .. `<prefix>S+N-1` (S = --user-start); worker
+    /// i uses the i-th mod N.
     #[arg(long, default_value_t = 1)]
     users: usize,
+    /// Index of the first account, so that runs against one server can use
+    /// accounts that have not logged in yet.
+    #[arg(long, default_value_t = 0)]
+    user_start: usize,
+    /// Each session logs in to the next account not used yet, until all
+    /// --users are used or --duration ends; no warm-up logins.
+    #[arg(long)]
+    first_login: bool,
     #[arg(long, default_value = "bench")]
     user_prefix: String,
     #[arg(long, default_value = "benchpw")]
@@ -95,20 +108,37 @@ fn message(size: usize, n: usize) -> Vec<u8> {
 
 fn prepare(a: &Args, n: usize) -> anyhow::Result<()> {
     let start = Instant::now();
-    for u in 0..a.users {
-        let name = format!("{}{u}", a.user_prefix);
-        // Fails harmlessly when the account exists.
-        betomail(
-            a,
-            &["user", "add", &name, "--password-stdin"],
-            a.password.as_bytes(),
-        )?;
-        for i in 0..n {
-            if !betomail(a, &["deliver", "--to", &name], &message(a.size, i))? {
-                bail!("deliver to {name} failed");
-            }
-        }
-    }
+    // Four at a time: each `user add` pays one full password hash.
+    let next = AtomicU64::new(0);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| -> anyhow::Result<()> {
+                    loop {
+                        let u = next.fetch_add(1, Ordering::Relaxed) as usize;
+                        if u >= a.users {
+                            return Ok(());
+                        }
+                        let name = account(a, u);
+                        // Fails harmlessly when the account exists.
+                        betomail(
+                            a,
+                            &["user", "add", &name, "--password-stdin"],
+                            a.password.as_bytes(),
+                        )?;
+                        for i in 0..n {
+                            if !betomail(a, &["deliver", "--to", &name], &message(a.size, i))? {
+                                bail!("deliver to {name} failed");
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().expect("prepare thread"))
+    })?;
     println!(
         "prepared {} accounts x {n} messages of {} octets in {:.1}s",
         a.users,
@@ -116,6 +146,11 @@ fn prepare(a: &Args, n: usize) -> anyhow::Result<()> {
         start.elapsed().as_secs_f64()
     );
     Ok(())
+}
+
+/// The login name of the `u`-th account of the run.
+fn account(a: &Args, u: usize) -> String {
+    format!("{}{}", a.user_prefix, a.user_start + u)
 }
 
 type Conn = BufReader<TcpStream>;
@@ -222,11 +257,17 @@ async fn session(a: &Args, user: &str, t: &Totals) -> anyhow::Result<Timings> {
 
 async fn sessions(a: Args) -> anyhow::Result<()> {
     let a = Arc::new(a);
+    let rss_before = a.server_pid.and_then(|p| proc_kb(p, "VmRSS"));
     // One untimed login per account first: the server's first check of a
     // password is a deliberate argon2 cost, not the steady state.
     let warmup = Totals::default();
-    for u in 0..a.users.min(a.concurrency) {
-        let user = format!("{}{u}", a.user_prefix);
+    let warm = if a.first_login {
+        0
+    } else {
+        a.users.min(a.concurrency)
+    };
+    for u in 0..warm {
+        let user = account(&a, u);
         session(
             &Args {
                 commit: false,
@@ -240,13 +281,22 @@ async fn sessions(a: Args) -> anyhow::Result<()> {
     let totals = Arc::new(Totals::default());
     let deadline = Instant::now() + a.duration;
     let start = Instant::now();
+    let unused = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for w in 0..a.concurrency {
-        let (a, t) = (a.clone(), totals.clone());
-        let user = format!("{}{}", a.user_prefix, w % a.users.max(1));
+        let (a, t, unused) = (a.clone(), totals.clone(), unused.clone());
+        let mine = account(&a, w % a.users.max(1));
         workers.push(tokio::spawn(async move {
             let mut greet = Vec::new();
             while Instant::now() < deadline {
+                let user = if a.first_login {
+                    match unused.fetch_add(1, Ordering::Relaxed) as usize {
+                        u if u < a.users => account(&a, u),
+                        _ => break,
+                    }
+                } else {
+                    mine.clone()
+                };
                 match session(&a, &user, &t).await {
                     Ok(d) => greet.push(d),
                     Err(e) => {
@@ -269,9 +319,10 @@ async fn sessions(a: Args) -> anyhow::Result<()> {
     let bytes = totals.retr_bytes.load(Ordering::Relaxed) as f64;
     let retr_secs = totals.retr_nanos.load(Ordering::Relaxed) as f64 / 1e9;
     println!(
-        "concurrency={} users={} duration={secs:.1}s sessions={n} errors={}",
+        "concurrency={} users={} first_login={} duration={secs:.1}s sessions={n} errors={}",
         a.concurrency,
         a.users,
+        a.first_login,
         totals.errors.load(Ordering::Relaxed)
     );
     println!("sessions/s: {:.1}", n as f64 / secs);
@@ -289,15 +340,24 @@ async fn sessions(a: Args) -> anyhow::Result<()> {
     stats::report("connect-to-greeting", &mut pick(|t| t.greeting));
     stats::report("login (USER+PASS)", &mut pick(|t| t.login));
     stats::report("logout (RSET+QUIT)", &mut pick(|t| t.logout));
+    if let Some(pid) = a.server_pid {
+        let kb = |v: Option<u64>| v.map_or("?".into(), |v| format!("{v} kB"));
+        println!(
+            "server RSS: {} before, {} peak (VmHWM, since the server started), {} after",
+            kb(rss_before),
+            kb(proc_kb(pid, "VmHWM")),
+            kb(proc_kb(pid, "VmRSS")),
+        );
+    }
     Ok(())
 }
 
-/// Server memory from /proc (Linux), in kB.
-fn rss_kb(pid: u32) -> Option<u64> {
+/// A memory figure of /proc/PID/status (Linux): `VmRSS`, `VmHWM`, in kB.
+fn proc_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -317,7 +377,7 @@ fn raise_nofile(want: u64) {
 
 async fn idle(a: &Args, n: usize) -> anyhow::Result<()> {
     raise_nofile(n as u64 + 100);
-    let before = a.server_pid.and_then(rss_kb);
+    let before = a.server_pid.and_then(|p| proc_kb(p, "VmRSS"));
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
     let mut greet = Vec::with_capacity(n);
@@ -341,7 +401,7 @@ async fn idle(a: &Args, n: usize) -> anyhow::Result<()> {
     stats::report("connect-to-greeting", &mut greet);
     tokio::time::sleep(a.duration).await;
     if let (Some(pid), Some(b)) = (a.server_pid, before) {
-        let after = rss_kb(pid).unwrap_or(0);
+        let after = proc_kb(pid, "VmRSS").unwrap_or(0);
         println!(
             "server RSS: {b} kB before, {after} kB with {n} idle connections ({:.2} kB per connection)",
             (after.saturating_sub(b)) as f64 / n as f64
