@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let ready = crate::ready::ReadySignal::from_env()?;
     let mut bound = Vec::new();
     for l in &app.config.listeners {
         let tcp = TcpListener::bind(l.bind)
@@ -23,8 +24,10 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         app.config.data_dir().display()
     );
     let mut own_smtp = Vec::new();
+    let mut bound_addrs = Vec::new();
     for (l, tcp) in bound {
         let addr = tcp.local_addr()?;
+        bound_addrs.push((l.name.clone(), addr));
         if l.protocol == Protocol::Smtp {
             own_smtp.push(addr);
         }
@@ -49,6 +52,9 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     tokio::spawn(purge_grants(app.clone()));
     tokio::spawn(crate::delivery::outbound::run(app.clone(), own_smtp));
+    if let Some(ready) = ready {
+        ready.send(&bound_addrs)?;
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())

@@ -5,6 +5,8 @@ use crate::common::wait_until;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -109,16 +111,31 @@ impl TestServer {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(BIN)
+        let (ready_rx, ready_tx) = std::io::pipe().expect("a pipe");
+        let ready_fd = ready_tx.as_raw_fd();
+        let mut command = Command::new(BIN);
+        command
             .arg("--config")
             .arg(&self.config)
             .arg("serve")
             .env("BETOMAIL_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("starting betomail serve");
-        let stdout = child.stdout.take().unwrap();
+            .env("BETOMAIL_READY_FD", ready_fd.to_string())
+            // The lines on stdout are for people; readiness is the ready line.
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        // std opens pipes close-on-exec; only the server keeps this end.
+        // SAFETY: fcntl is async-signal-safe, as pre_exec requires.
+        unsafe {
+            command.pre_exec(move || {
+                if libc::fcntl(ready_fd, libc::F_SETFD, 0) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn().expect("starting betomail serve");
+        // Ours closed, the read below ends if the server exits before ready.
+        drop(ready_tx);
         let stderr = child.stderr.take().unwrap();
         let log = self.log.clone();
         std::thread::spawn(move || {
@@ -128,30 +145,15 @@ impl TestServer {
         });
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let mut addrs = HashMap::new();
-            let mut reader = BufReader::new(stdout);
             let mut line = String::new();
-            while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                // "  <name> <protocol> <addr> tls=<mode>"
-                let words: Vec<&str> = line.split_whitespace().collect();
-                if line.starts_with("  ") && words.len() >= 3 {
-                    if let Ok(a) = words[2].parse::<SocketAddr>() {
-                        addrs.insert(words[0].to_string(), a);
-                    }
-                }
-                if line.starts_with("add an account") {
-                    let _ = tx.send(addrs.clone());
-                }
-                line.clear();
-            }
-            let _ = tx.send(addrs);
+            let _ = BufReader::new(ready_rx).read_line(&mut line);
+            let _ = tx.send(line);
         });
-        self.addrs = rx
+        let line = rx
             .recv_timeout(Duration::from_secs(30))
-            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", self.log_text()));
-        if self.addrs.is_empty() {
-            panic!("server printed no listeners; log:\n{}", self.log_text());
-        }
+            .unwrap_or_else(|_| panic!("server not ready in 30 s; log:\n{}", self.log_text()));
+        self.addrs = ready_listeners(&line)
+            .unwrap_or_else(|| panic!("no ready line ({line:?}); log:\n{}", self.log_text()));
         self.child = Some(child);
     }
 
@@ -219,6 +221,19 @@ impl TestServer {
         self.kill();
         self.spawn();
     }
+}
+
+/// The listeners named by `serve`'s ready line (README "Readiness").
+fn ready_listeners(line: &str) -> Option<HashMap<String, SocketAddr>> {
+    let v: serde_json::Value = serde_json::from_str(line).ok()?;
+    if v["ready"] != true {
+        return None;
+    }
+    v["listeners"]
+        .as_object()?
+        .iter()
+        .map(|(name, addr)| Some((name.clone(), addr.as_str()?.parse().ok()?)))
+        .collect()
 }
 
 fn unsafe_sigterm(pid: u32) {
