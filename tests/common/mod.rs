@@ -9,6 +9,9 @@
 //! - `sinks.rs`: foreign SMTP servers that outbound delivery talks to;
 //! - `mailbox.rs`: what a mailbox holds, read through the store API.
 //!
+//! Helpers of one area built on these live beside the tests that use them
+//! (`tests/smtp_util`, `tests/outbound_util`).
+//!
 //! Everything is re-exported here, so tests `use common::*`.
 //!
 //! Each test binary compiles the whole harness and uses a different part
