@@ -5,7 +5,7 @@
 # Japanese fonts, driven by playwright-core from npm). Safe to run again.
 set -euo pipefail
 
-apt_pkgs=(dnsmasq-base swaks fetchmail chromium fonts-noto-cjk nodejs)
+apt_pkgs=(dnsmasq-base swaks fetchmail curl chromium fonts-noto-cjk nodejs)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

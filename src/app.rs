@@ -4,6 +4,7 @@
 use crate::auth::{failures::FailurePolicy, Authenticator, FailureTracker};
 use crate::config::Config;
 use crate::dns::Dns;
+use crate::net::{FdBudget, MemoryBudget};
 use crate::store::Store;
 use anyhow::Context;
 use std::sync::Arc;
@@ -20,6 +21,11 @@ pub struct App {
     /// Wakes the queue runner when a message was queued (SPEC: outbound
     /// delivery is tried at once after queueing).
     pub queue_wakeup: tokio::sync::Notify,
+    /// Line buffers and in-memory DATA of all client connections.
+    pub memory: Arc<MemoryBudget>,
+    /// Descriptors for client connections and spool files; sized by `serve`
+    /// from the open-file limit.
+    pub fds: Arc<FdBudget>,
 }
 
 impl App {
@@ -38,23 +44,26 @@ impl App {
 
     /// As [`App::new`] with the given DNS (a scripted resolver in tests).
     pub fn with_dns(config: Config, dns: Dns) -> anyhow::Result<Arc<App>> {
-        let store = Self::open_store(&config)?;
+        let store = Self::open_store(&config)?
+            .bound_calls(config.limits.store_calls, config.limits.store_wait);
         let tls = crate::tls::acceptor(&config)?;
         let failures = FailureTracker::new(FailurePolicy {
             base: config.limits.auth_failure_delay,
             max: config.limits.auth_failure_max_delay,
             ..FailurePolicy::default()
         });
-        let auth = Arc::new(Authenticator::new(store.clone(), failures));
+        let auth = Arc::new(Authenticator::new(store.clone(), &config.auth, failures));
         let node = format!("{}/{}", config.hostname, std::process::id());
         Ok(Arc::new(App {
-            config,
             store,
             dns,
             auth,
             tls,
             node,
             queue_wakeup: tokio::sync::Notify::new(),
+            memory: MemoryBudget::new(config.limits.connection_memory_total),
+            fds: FdBudget::new(usize::MAX),
+            config,
         }))
     }
 }

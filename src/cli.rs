@@ -2,8 +2,10 @@
 //! commands work on the same store as a running server.
 
 use crate::app::App;
-use crate::auth::hash_password;
+use crate::auth::hasher::hash_now;
+use crate::auth::HashPolicy;
 use crate::config::{Config, Protocol};
+use crate::smtp::address::{check_account_address, AccountAddrError};
 use crate::store::{Store, StoreError};
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Parser, Subcommand};
@@ -217,19 +219,27 @@ pub fn generate_password() -> String {
 
 /// Issues a generated separate SMTP AUTH password (SEED-3) and returns it,
 /// to be shown once (CLI and portal).
-pub fn issue_smtp_password(store: &Store, name: &str) -> Result<String, StoreError> {
+pub fn issue_smtp_password(
+    store: &Store,
+    policy: &HashPolicy,
+    name: &str,
+) -> Result<String, StoreError> {
     let pw = generate_password();
     store
         .accounts
-        .set_smtp_password(name, Some(&hash_password(&pw)))?;
+        .set_smtp_password(name, Some(&hash_now(policy, &pw)))?;
     Ok(pw)
 }
 
 /// Replaces an account's password with a generated one and returns it, to
 /// be shown once (the operator's reset).
-pub fn reset_password(store: &Store, name: &str) -> Result<String, StoreError> {
+pub fn reset_password(
+    store: &Store,
+    policy: &HashPolicy,
+    name: &str,
+) -> Result<String, StoreError> {
     let pw = generate_password();
-    store.accounts.set_password(name, &hash_password(&pw))?;
+    store.accounts.set_password(name, &hash_now(policy, &pw))?;
     Ok(pw)
 }
 
@@ -260,13 +270,19 @@ pub fn add_account(
         Some(a) => a.to_ascii_lowercase(),
         None => format!("{name}@{}", config.primary_domain()),
     };
-    match address.rsplit_once('@') {
-        Some((local, domain)) if !local.is_empty() && config.is_local_domain(domain) => {}
-        _ => bail!("address {address:?} is not at a local domain"),
+    match check_account_address(&address, |d| config.is_local_domain(d)) {
+        Ok(()) => {}
+        Err(AccountAddrError::NotLocal) => bail!("address {address:?} is not at a local domain"),
+        Err(AccountAddrError::Invalid) => bail!(
+            "address {address:?} is not a valid address: local@domain, the local part \
+             an RFC 5321 dot-string without quotes, spaces, brackets, '%' or '!'"
+        ),
     }
     let generated = password.is_none().then(generate_password);
     let pw = password.or(generated.as_deref()).unwrap_or_default();
-    store.accounts.add(name, &address, &hash_password(pw))?;
+    store
+        .accounts
+        .add(name, &address, &hash_now(&config.auth.policy(), pw))?;
     Ok(generated)
 }
 
@@ -279,6 +295,7 @@ fn find(store: &Store, name: &str) -> anyhow::Result<crate::store::Account> {
 
 fn user(cmd: UserCmd, config: &Config) -> anyhow::Result<ExitCode> {
     let store = App::open_store(config)?;
+    let policy = config.auth.policy();
     match cmd {
         UserCmd::Add {
             name,
@@ -311,7 +328,7 @@ fn user(cmd: UserCmd, config: &Config) -> anyhow::Result<ExitCode> {
             let pw = read_stdin_secret("password")?;
             store
                 .accounts
-                .set_password(&account.name, &hash_password(&pw))?;
+                .set_password(&account.name, &hash_now(&policy, &pw))?;
             println!("password changed for {}", account.name);
         }
         UserCmd::Del { name } => {
@@ -385,10 +402,10 @@ fn user(cmd: UserCmd, config: &Config) -> anyhow::Result<ExitCode> {
                     let pw = read_stdin_secret("password")?;
                     store
                         .accounts
-                        .set_smtp_password(&a.name, Some(&hash_password(&pw)))?;
+                        .set_smtp_password(&a.name, Some(&hash_now(&policy, &pw)))?;
                     None
                 } else {
-                    Some(issue_smtp_password(&store, &a.name)?)
+                    Some(issue_smtp_password(&store, &policy, &a.name)?)
                 };
                 println!("SMTP AUTH password set for {}", a.name);
                 if let Some(pw) = generated {

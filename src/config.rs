@@ -93,6 +93,8 @@ pub struct Config {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
     pub web: WebConfig,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<Listener>,
@@ -187,6 +189,20 @@ pub struct Limits {
     /// Unknown or malformed commands before the session is closed.
     #[serde(default = "default_max_bad_commands")]
     pub max_bad_commands: u32,
+    /// No-op commands per session (SMTP NOOP, RSET, VRFY, HELP, repeated
+    /// HELO/EHLO; POP3 CAPA, NOOP, RSET, AUTH without a mechanism) before
+    /// it is closed, as Postfix's smtpd_junk_command_limit. SMTP restarts
+    /// the count at each DATA.
+    #[serde(default = "default_max_junk_commands")]
+    pub max_junk_commands: u32,
+    /// Total time a POP3 or SMTP session may last before logging in or
+    /// authenticating; checked between commands, so a DATA transfer under
+    /// way is never cut.
+    #[serde(
+        default = "default_unauthenticated_lifetime",
+        with = "humantime_serde_compat"
+    )]
+    pub unauthenticated_session_lifetime: Duration,
     /// First delay after a failed login; it doubles per failure from one IP.
     #[serde(default = "default_auth_fail_delay", with = "humantime_serde_compat")]
     pub auth_failure_delay: Duration,
@@ -199,20 +215,98 @@ pub struct Limits {
     /// Open connections per listener; more wait in the kernel backlog.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Open connections per listener from one client IP (Postfix's
-    /// smtpd_client_connection_count_limit); more are refused at once.
+    /// Open connections per listener from one client, an IPv4 address or an
+    /// IPv6 /64 (Postfix's smtpd_client_connection_count_limit); more are
+    /// refused at once.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
+    /// File descriptors kept out of the client connections' share of the
+    /// open-file limit, for the store's Maildir, queue and database files.
+    #[serde(default = "default_reserved_fds")]
+    pub reserved_fds: usize,
     /// Networks without the per-IP limit (local webmail, monitoring).
     #[serde(default = "default_connection_limit_exempt")]
     pub connection_limit_exempt: Vec<ipnet::IpNet>,
     /// `Received:` headers above which a message is refused as a loop.
     #[serde(default = "default_max_received")]
     pub max_received_headers: usize,
-    /// Octets of SMTP DATA held in memory across all connections; past it a
-    /// new message goes straight to a spool file.
-    #[serde(default = "default_smtp_memory_spool_total")]
-    pub smtp_memory_spool_total: usize,
+    /// Octets all SMTP and POP3 connections together may hold in line
+    /// buffers and in-memory DATA beyond each one's small base: past it a
+    /// message goes straight to a spool file, and a client whose line
+    /// cannot grow gets a temporary error. Formerly `smtp_memory_spool_total`.
+    #[serde(
+        default = "default_connection_memory_total",
+        alias = "smtp_memory_spool_total"
+    )]
+    pub connection_memory_total: usize,
+    /// Store calls (SQLite, Maildir) running at once on blocking threads.
+    #[serde(default = "default_store_calls")]
+    pub store_calls: usize,
+    /// A store call that cannot start within this long fails as temporary
+    /// (POP3 `[SYS/TEMP]`, SMTP 4xx, portal 503) instead of queueing on.
+    #[serde(default = "default_store_wait", with = "humantime_serde_compat")]
+    pub store_wait: Duration,
+}
+
+/// Password hashing and the verified-credentials cache.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// argon2id memory of new hashes in KiB (OWASP's minimum: 19456).
+    #[serde(default = "default_argon2_memory")]
+    pub argon2_memory_kib: u32,
+    /// argon2id passes (t).
+    #[serde(default = "default_argon2_iterations")]
+    pub argon2_iterations: u32,
+    /// argon2id lanes (p).
+    #[serde(default = "default_argon2_parallelism")]
+    pub argon2_parallelism: u32,
+    /// A stored hash that needs more memory than this (an imported one) is
+    /// not checked: one login must not be able to take gigabytes.
+    #[serde(default = "default_max_hash_memory")]
+    pub max_hash_memory_kib: u32,
+    /// Threads that hash passwords, each with one working buffer of
+    /// `argon2_memory_kib`; 0 means one per core.
+    #[serde(default)]
+    pub hash_workers: usize,
+    /// Logins that may wait for a hash worker; past it a login gets a
+    /// temporary error at once. 0 means 32 per worker.
+    #[serde(default)]
+    pub hash_queue: usize,
+    /// How long a verified password is remembered (covers a client that
+    /// polls every 15 minutes).
+    #[serde(
+        default = "default_credential_cache_ttl",
+        with = "humantime_serde_compat"
+    )]
+    pub credential_cache_ttl: Duration,
+    /// Remembered passwords at most (about 100 octets each).
+    #[serde(default = "default_credential_cache_entries")]
+    pub credential_cache_entries: usize,
+}
+
+impl AuthConfig {
+    pub fn policy(&self) -> crate::auth::HashPolicy {
+        crate::auth::HashPolicy {
+            memory_kib: self.argon2_memory_kib,
+            iterations: self.argon2_iterations,
+            parallelism: self.argon2_parallelism,
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        match self.hash_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    pub fn queue(&self) -> usize {
+        match self.hash_queue {
+            0 => 32 * self.workers(),
+            n => n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -386,6 +480,15 @@ impl Config {
         if self.limits.smtp_idle_timeout < Duration::from_secs(1) {
             return bad("limits.smtp_idle_timeout", "must be at least 1s");
         }
+        if self.limits.unauthenticated_session_lifetime < Duration::from_secs(1) {
+            return bad(
+                "limits.unauthenticated_session_lifetime",
+                "must be at least 1s",
+            );
+        }
+        if self.limits.max_junk_commands < 1 {
+            return bad("limits.max_junk_commands", "must be at least 1");
+        }
         // Counts that size semaphores, buffers or clocks: a huge value would
         // panic or exhaust memory at run time instead of failing here.
         let counts = [
@@ -397,7 +500,9 @@ impl Config {
             ),
             // RFC 5321 4.5.3.1.4: command lines of 512 octets.
             ("limits.max_line_length", self.limits.max_line_length, 512),
+            ("limits.reserved_fds", self.limits.reserved_fds, 16),
             ("outbound.max_connections", self.outbound.max_connections, 1),
+            ("limits.store_calls", self.limits.store_calls, 1),
             (
                 "outbound.max_per_destination",
                 self.outbound.max_per_destination,
@@ -409,6 +514,7 @@ impl Config {
                 return bad(key, &format!("must be between {min} and {MAX_COUNT}"));
             }
         }
+        self.validate_auth()?;
         if self.relay.pop_before_smtp_seconds > MAX_DURATION.as_secs() {
             return bad("relay.pop_before_smtp_seconds", "must be at most 100 years");
         }
@@ -437,6 +543,55 @@ impl Config {
             if l.protocol == Protocol::Http && l.tls_mode() == TlsMode::Starttls {
                 return bad(&key("tls"), "http takes none or implicit");
             }
+        }
+        Ok(())
+    }
+
+    fn validate_auth(&self) -> Result<(), ConfigError> {
+        let a = &self.auth;
+        let bad = |key: &str, reason: String| {
+            Err(ConfigError {
+                key: format!("auth.{key}"),
+                reason,
+            })
+        };
+        // 4 GiB of memory or 64 passes per login is a denial of service.
+        let ranges = [
+            ("argon2_memory_kib", a.argon2_memory_kib, 8, 4 << 20),
+            ("argon2_iterations", a.argon2_iterations, 1, 64),
+            ("argon2_parallelism", a.argon2_parallelism, 1, 64),
+            ("max_hash_memory_kib", a.max_hash_memory_kib, 8, 4 << 20),
+        ];
+        for (key, value, min, max) in ranges {
+            if !(min..=max).contains(&value) {
+                return bad(key, format!("must be between {min} and {max}"));
+            }
+        }
+        if let Err(e) = a.policy().params() {
+            return bad(
+                "argon2_memory_kib",
+                format!("not a valid argon2 setting: {e}"),
+            );
+        }
+        if a.max_hash_memory_kib < a.argon2_memory_kib {
+            return bad(
+                "max_hash_memory_kib",
+                "must be at least argon2_memory_kib".into(),
+            );
+        }
+        if a.hash_workers > 1024 {
+            return bad("hash_workers", "must be at most 1024".into());
+        }
+        for (key, value) in [
+            ("hash_queue", a.hash_queue),
+            ("credential_cache_entries", a.credential_cache_entries),
+        ] {
+            if value > 100 * MAX_COUNT {
+                return bad(key, format!("must be at most {}", 100 * MAX_COUNT));
+            }
+        }
+        if a.credential_cache_ttl > Duration::from_secs(7 * 86400) {
+            return bad("credential_cache_ttl", "must be at most 7 days".into());
         }
         Ok(())
     }
@@ -600,6 +755,16 @@ fn default_max_line() -> usize {
 fn default_max_bad_commands() -> u32 {
     10
 }
+/// Postfix's smtpd_junk_command_limit default.
+fn default_max_junk_commands() -> u32 {
+    100
+}
+/// Postfix's SMTP client stops reusing a connection after 300 s
+/// (smtp_connection_reuse_time_limit); an honest client logs in within
+/// seconds.
+fn default_unauthenticated_lifetime() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_auth_fail_delay() -> Duration {
     Duration::from_secs(1)
 }
@@ -611,6 +776,9 @@ fn default_max_recipients() -> usize {
 }
 fn default_max_connections_per_ip() -> usize {
     50
+}
+fn default_reserved_fds() -> usize {
+    128
 }
 fn default_connection_limit_exempt() -> Vec<ipnet::IpNet> {
     ["127.0.0.0/8", "::1/128"]
@@ -624,8 +792,32 @@ fn default_max_connections() -> usize {
 fn default_max_received() -> usize {
     50
 }
-fn default_smtp_memory_spool_total() -> usize {
+fn default_connection_memory_total() -> usize {
     64 << 20
+}
+fn default_argon2_memory() -> u32 {
+    19 * 1024
+}
+fn default_argon2_iterations() -> u32 {
+    2
+}
+fn default_argon2_parallelism() -> u32 {
+    1
+}
+fn default_max_hash_memory() -> u32 {
+    256 * 1024
+}
+fn default_credential_cache_ttl() -> Duration {
+    Duration::from_secs(20 * 60)
+}
+fn default_credential_cache_entries() -> usize {
+    2_000_000
+}
+fn default_store_calls() -> usize {
+    32
+}
+fn default_store_wait() -> Duration {
+    Duration::from_secs(10)
 }
 fn default_web_session() -> Duration {
     Duration::from_secs(3600)
@@ -648,6 +840,7 @@ default_impl!(RelayConfig);
 default_impl!(OutboundConfig);
 default_impl!(Limits);
 default_impl!(WebConfig);
+default_impl!(AuthConfig);
 
 #[cfg(test)]
 #[path = "config_tests.rs"]

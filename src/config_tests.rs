@@ -8,10 +8,26 @@ fn embedded_default_parses() {
     assert_eq!(c.listeners.len(), 7);
     assert_eq!(c.limits.pop3_idle_timeout, Duration::from_secs(600));
     assert_eq!(
+        c.limits.unauthenticated_session_lifetime,
+        Duration::from_secs(300)
+    );
+    assert_eq!(c.limits.max_junk_commands, 100);
+    assert_eq!(
         c.listener("pop").unwrap().fcrdns_mode(),
         FcrdnsMode::RefuseMismatch
     );
     assert_eq!(c.listener("mx").unwrap().fcrdns_mode(), FcrdnsMode::Off);
+}
+
+/// `connection_memory_total` took over from `smtp_memory_spool_total`, which
+/// older files still use.
+#[test]
+fn connection_memory_total_keeps_its_old_name() {
+    let c = Config::parse("[limits]\nsmtp_memory_spool_total = 5\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 5);
+    let c = Config::parse("[limits]\nconnection_memory_total = 6\n").unwrap();
+    assert_eq!(c.limits.connection_memory_total, 6);
+    assert_eq!(Limits::default().connection_memory_total, 64 << 20);
 }
 
 #[test]
@@ -103,9 +119,18 @@ fn out_of_range_values_are_refused() {
             "[limits]\nmax_line_length = 100\n",
             "limits.max_line_length",
         ),
+        ("[limits]\nreserved_fds = 3\n", "limits.reserved_fds"),
         (
             "[outbound]\nmax_connections = 0\n",
             "outbound.max_connections",
+        ),
+        (
+            "[limits]\nunauthenticated_session_lifetime = '0s'\n",
+            "limits.unauthenticated_session_lifetime",
+        ),
+        (
+            "[limits]\nmax_junk_commands = 0\n",
+            "limits.max_junk_commands",
         ),
         (
             "[outbound]\nmax_per_destination = 0\n",
@@ -147,4 +172,37 @@ fn out_of_range_values_are_refused() {
     .unwrap();
     assert_eq!(c.listeners.len(), 2);
     assert!(Config::parse("").unwrap().listeners.is_empty());
+}
+
+#[test]
+fn hash_policy_defaults_and_bad_values_name_the_key() {
+    let c = Config::embedded_default();
+    assert_eq!(c.auth.policy(), crate::auth::HashPolicy::default());
+    assert_eq!(c.auth.policy().memory_kib, 19 * 1024);
+    assert!(c.auth.credential_cache_ttl >= Duration::from_secs(15 * 60));
+    assert!(c.auth.credential_cache_entries >= 1_000_000);
+    assert_eq!(c.auth.queue(), 32 * c.auth.workers());
+    let key = |text: &str| Config::parse(text).unwrap_err().key;
+    assert_eq!(
+        key("[auth]\nargon2_iterations = 0"),
+        "auth.argon2_iterations"
+    );
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 5000000"),
+        "auth.argon2_memory_kib"
+    );
+    // Valid alone, but argon2 needs 8 KiB per lane.
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 16\nargon2_parallelism = 4"),
+        "auth.argon2_memory_kib"
+    );
+    assert_eq!(
+        key("[auth]\nargon2_memory_kib = 65536\nmax_hash_memory_kib = 32768"),
+        "auth.max_hash_memory_kib"
+    );
+    assert_eq!(
+        key("[auth]\ncredential_cache_ttl = \"30d\""),
+        "auth.credential_cache_ttl"
+    );
+    assert_eq!(key("[limits]\nstore_calls = 0"), "limits.store_calls");
 }

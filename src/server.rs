@@ -10,6 +10,13 @@ use tokio::net::TcpListener;
 
 pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     let ready = crate::ready::ReadySignal::from_env()?;
+    let limit = match crate::net::raise_nofile_limit() {
+        Ok((before, now)) => {
+            tracing::info!(before, now, "open-file limit raised to the hard limit");
+            now
+        }
+        Err(e) => anyhow::bail!("reading the open-file limit: {e}"),
+    };
     let mut bound = Vec::new();
     for l in &app.config.listeners {
         let tcp = TcpListener::bind(l.bind)
@@ -17,6 +24,7 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
             .with_context(|| format!("listener `{}`: cannot bind {}", l.name, l.bind))?;
         bound.push((l.clone(), tcp));
     }
+    size_fd_budget(&app, limit)?;
     println!(
         "betomail {} serving {} (data in {})",
         env!("CARGO_PKG_VERSION"),
@@ -57,6 +65,32 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     shutdown_signal().await;
     tracing::info!("shutting down");
+    Ok(())
+}
+
+/// Gives client connections what the open-file limit leaves, and says at
+/// start when that is less than the listeners' `max_connections` promise.
+fn size_fd_budget(app: &App, limit: u64) -> anyhow::Result<()> {
+    let plan = crate::net::FdPlan::new(&app.config, limit, crate::net::open_now());
+    if plan.clients == 0 {
+        anyhow::bail!(
+            "the open-file limit ({limit}) leaves no descriptor for clients after \
+             `limits.reserved_fds` and `outbound.max_connections`: raise the hard limit \
+             (ulimit -Hn, systemd LimitNOFILE)"
+        );
+    }
+    app.fds.set_limit(plan.clients);
+    if plan.wanted > plan.clients {
+        tracing::warn!(
+            "the open-file limit ({limit}) holds {} client connections, fewer than the {} \
+             that the listeners' `limits.max_connections` allow: past {}, new clients get a \
+             \"try again later\" reply. Raise the hard limit (ulimit -Hn, systemd \
+             LimitNOFILE) or lower `limits.max_connections`",
+            plan.clients,
+            plan.wanted,
+            plan.clients
+        );
+    }
     Ok(())
 }
 

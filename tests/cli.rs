@@ -104,6 +104,49 @@ fn user_lifecycle() {
     assert!(!ok && out.contains("no account"), "{out}");
 }
 
+/// Account addresses are addr-specs at a local domain, by the grammar SMTP
+/// uses: nothing that breaks `user list` lines or headers, nothing SMTP
+/// would not deliver to.
+#[test]
+fn account_addresses_follow_the_smtp_grammar() {
+    let (_d, cfg) = config();
+    for bad in [
+        "x\r\nBcc: victim@remote.test\r\nX: <a@be.test",
+        "a b>, <evil@remote.test@be.test",
+        "a b@be.test",
+        "<a@be.test>",
+        "\"a\"@be.test",
+        "a%remote.test@be.test",
+        "a..b@be.test",
+        "a@be.test.",
+        "a@[127.0.0.1]",
+        "postmaster",
+        "@be.test",
+    ] {
+        let (ok, out) = run(
+            &cfg,
+            &["user", "add", "x1", "--address", bad, "--password-stdin"],
+            "pw",
+        );
+        assert!(!ok && out.contains("not a valid address"), "{bad:?}: {out}");
+    }
+    let (ok, out) = run(
+        &cfg,
+        &[
+            "user",
+            "add",
+            "x1",
+            "--address",
+            "First.Last@Alias.Test",
+            "--password-stdin",
+        ],
+        "pw",
+    );
+    assert!(ok && out.contains("<first.last@alias.test>"), "{out}");
+    let (_, out) = run(&cfg, &["user", "list"], "");
+    assert_eq!(out.lines().count(), 1, "{out}");
+}
+
 #[test]
 fn deliver_exit_codes_and_crlf() {
     let (d, cfg) = config();
@@ -125,6 +168,40 @@ fn deliver_exit_codes_and_crlf() {
 
     let out = cli_with_config(&cfg, &["deliver", "--to", "ghost@be.test"], b"x\n");
     assert_eq!(out.status.code(), Some(67));
+}
+
+/// `queue inject` queues only paths the SMTP address grammar accepts, in
+/// the form the outbound client writes.
+#[test]
+fn queue_inject_takes_only_rfc_5321_paths() {
+    let (_d, cfg) = config();
+    for (from, to) in [
+        (
+            "a@[x\"> AUTH=<evil@bank.example> RET=FULL \"]",
+            "b@remote.test",
+        ),
+        ("a@be.test", "b@remote.test>\r\nRCPT TO:<c@remote.test"),
+        ("a@be.test", ""),
+        ("a@be.test", "postmaster"),
+    ] {
+        let (ok, out) = run(
+            &cfg,
+            &["queue", "inject", "--from", from, "--to", to],
+            "Subject: x\n\nx\n",
+        );
+        assert!(!ok && out.contains("not a valid"), "{from:?} {to:?}: {out}");
+    }
+    let (ok, out) = run(&cfg, &["queue", "list"], "");
+    assert!(ok && out.starts_with("0 message"), "{out}");
+    let (ok, out) = run(
+        &cfg,
+        &["queue", "inject", "--from", "", "--to", "B@Remote.Test"],
+        "Subject: x\n\nx\n",
+    );
+    let id = out.trim().strip_prefix("queued as ").unwrap_or_default();
+    assert!(ok && !id.is_empty(), "{out}");
+    let (_, out) = run(&cfg, &["queue", "show", id], "");
+    assert!(out.contains("B@remote.test"), "{out}");
 }
 
 #[test]

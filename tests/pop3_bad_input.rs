@@ -151,3 +151,26 @@ fn client_that_stops_reading_is_dropped_and_its_lock_freed() {
     assert!(start.elapsed() >= Duration::from_millis(1500));
     drop(stalled);
 }
+
+/// Past the shared memory budget a long command line gets a temporary error
+/// and the connection is closed, instead of the server growing; commands of
+/// up to 1 KiB need no budget at all.
+#[test]
+fn a_long_line_past_the_memory_budget_gets_a_temporary_error() {
+    let (s, _dns) = pop_server_with(
+        "[limits]\nconnection_memory_total = 0\n",
+        LISTENERS,
+        &[],
+        &[],
+    );
+    let mut c = Client::connect(s.addr("pop"));
+    assert!(c.line().starts_with("+OK"));
+    let short = c.cmd(&format!("NOOP {}", "n".repeat(900)));
+    assert!(
+        short.starts_with("-ERR ") && !short.contains("SYS/TEMP"),
+        "{short}"
+    );
+    c.send(&format!("USER {}\r\n", "x".repeat(3000)));
+    assert_eq!(c.line(), "-ERR [SYS/TEMP] Server busy, try again later");
+    assert!(c.closed());
+}

@@ -248,3 +248,26 @@ fn messages_moved_to_cur_by_another_reader_are_still_served_and_deleted() {
     assert_eq!(after[1].split(' ').nth(1), uidl[2].split(' ').nth(1));
     c.cmd("QUIT");
 }
+
+/// A file that another program wrote into the Maildir with LF line ends
+/// (procmail, an LDA, `doveadm save`) is sent with CRLF lines, and LIST
+/// gives the octets RETR sends: curl, which waits for CRLF.CRLF, gets it.
+#[test]
+fn lf_files_written_by_other_programs_are_sent_as_crlf() {
+    let (s, _dns) = pop_server("btm0001", "pw");
+    s.deliver("btm0001", &msg("ours", "x\n"));
+    let foreign = b"Subject: lf\n\n.dot line\nend\n";
+    let new = s.data_dir().join("mail/btm0001/new");
+    std::fs::write(new.join("1700000000.M1P1.procmail"), foreign).unwrap();
+    let crlf = b"Subject: lf\r\n\r\n.dot line\r\nend\r\n";
+    let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
+    assert_eq!(c.cmd("LIST 1"), format!("+OK 1 {}", crlf.len()));
+    c.cmd("QUIT");
+    let out = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "--login-options", "AUTH=PLAIN"])
+        .arg(format!("pop3://btm0001:pw@{}/1", s.addr("pop")))
+        .output()
+        .expect("running curl");
+    assert!(out.status.success(), "curl: {out:?}");
+    assert_eq!(out.stdout, crlf);
+}

@@ -252,7 +252,7 @@ fn open_spool_files(spool: &std::path::Path) -> usize {
 
 #[test]
 fn spent_memory_budget_spools_to_files_that_never_outlive_the_message() {
-    let s = server("max_message_size = 200000\n[limits]\nsmtp_memory_spool_total = 0\n");
+    let s = server("max_message_size = 200000\n[limits]\nconnection_memory_total = 0\n");
     let spool = s.data_dir().join("spool");
     let line = "q".repeat(998);
     let body = |n: usize| format!("Subject: s\r\n\r\n{}", format!("{line}\r\n").repeat(n));
@@ -298,4 +298,71 @@ fn spent_memory_budget_spools_to_files_that_never_outlive_the_message() {
     assert!(wait_until(std::time::Duration::from_secs(10), || {
         std::fs::read_dir(&spool).unwrap().count() == 0
     }));
+}
+
+/// 2,000 connections (20 addresses × 100) each start a message and send
+/// 60 KiB without a line end: the line buffers come out of the one memory
+/// budget, so the server's peak RSS stays bounded, the clients past the
+/// budget get a 421, and a normal message is still delivered meanwhile.
+#[test]
+fn unterminated_lines_in_data_stay_within_the_memory_budget() {
+    const HOSTS: usize = 20;
+    const PER_HOST: usize = 100;
+    let s = server(
+        "[limits]\nconnection_limit_exempt = []\nmax_connections_per_ip = 100\n\
+         connection_memory_total = 8388608\n",
+    );
+    let mx = s.addr("mx");
+    let start_kib = s.status_kib("VmRSS");
+    let junk = vec![b'j'; 60 * 1024];
+    let mut held = Vec::new();
+    for i in 0..HOSTS * PER_HOST {
+        let mut c = Client::connect_from(&format!("127.0.0.{}", 10 + i % HOSTS), mx);
+        c.stream
+            .set_write_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        // RFC 2920: the commands up to DATA may go in one group.
+        c.send("EHLO client.test\r\nMAIL FROM:<x@remote.test>\r\nRCPT TO:<btm0001@be.test>\r\nDATA\r\n");
+        // A refused client may be closed before all of it is written.
+        let _ = std::io::Write::write_all(&mut c.stream, &junk);
+        held.push(c);
+    }
+    // A normal message goes through meanwhile.
+    let mut ok = ehlo(mx);
+    start_data(&mut ok);
+    assert!(ok
+        .cmd("Subject: fine\r\n\r\nhello\r\n.")
+        .starts_with("250 "));
+    // Wait for the server to have read what it will read.
+    let mut last = 0;
+    let mut steady = 0;
+    for _ in 0..80 {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        let now = s.status_kib("VmRSS");
+        steady = if now.abs_diff(last) < 1024 {
+            steady + 1
+        } else {
+            0
+        };
+        last = now;
+        if steady == 4 {
+            break;
+        }
+    }
+    let peak_kib = s.status_kib("VmHWM");
+    eprintln!("RSS at start {start_kib} KiB, peak {peak_kib} KiB, settled {last} KiB");
+    assert!(peak_kib < 96 * 1024, "peak RSS {peak_kib} KiB");
+    let mut refused = 0;
+    for c in &mut held {
+        c.stream
+            .set_read_timeout(Some(std::time::Duration::from_millis(20)))
+            .unwrap();
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut c.reader, &mut text);
+        if text.contains("\r\n421 4.3.2 ") {
+            refused += 1;
+        }
+    }
+    eprintln!("{refused} of {} refused", held.len());
+    assert!(refused > HOSTS * PER_HOST / 2, "only {refused} refused");
 }

@@ -540,6 +540,17 @@ fn operator_pages_and_metrics() {
         ],
     );
     assert_eq!(r.status, 400);
+    let r = admin.post(
+        "/admin/accounts",
+        &[
+            ("csrf", &csrf),
+            ("action", "add"),
+            ("name", "x1"),
+            ("address", "x\r\nBcc: victim@remote.test\r\nX: <a@be.test"),
+        ],
+    );
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("not a valid address"), "{}", r.body);
     assert_eq!(
         admin
             .post("/admin/accounts", &[("action", "add"), ("name", "x2")])

@@ -1,48 +1,22 @@
-//! Credentials: password hashing (argon2id, imported crypt(3)), APOP and
-//! CRAM-MD5 digests, one verification path for every protocol, a short-lived
-//! cache of successful verifications, and the growing delay after failures.
+//! Credentials: password hashing (argon2id on a pool of workers, imported
+//! crypt(3)), APOP and CRAM-MD5 digests, one verification path for every
+//! protocol, a cache of successful verifications, and the growing delay
+//! after failures.
 
 pub mod failures;
+pub mod hasher;
 
 pub use failures::FailureTracker;
+pub use hasher::HashPolicy;
 
+use crate::config::AuthConfig;
 use crate::store::{Account, Store};
-use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, SaltString};
-use argon2::{Argon2, PasswordVerifier};
+use hasher::{Done, HashPool};
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
-
-/// An argon2id PHC string with a random salt (NEW-1).
-pub fn hash_password(password: &str) -> String {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .expect("argon2 with default parameters cannot fail")
-        .to_string()
-}
-
-/// Checks a password against an argon2 PHC string or an imported crypt(3)
-/// hash (`$1$`, `$5$`, `$6$`, `$2y$`, DES).
-pub fn verify_password(hash: &str, password: &str) -> bool {
-    if hash.starts_with("$argon2") {
-        PasswordHash::new(hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    } else if hash.is_empty() || hash.starts_with('!') || hash.starts_with('*') {
-        false // a locked crypt entry
-    } else {
-        pwhash::unix::verify(password, hash)
-    }
-}
 
 /// Constant-time comparison for secrets and digests.
 pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -99,56 +73,39 @@ pub enum AuthResult {
     TempFail(String),
 }
 
-/// A verified (account, password) pair is remembered this long, so that a
-/// mail client polling every minute does not pay for argon2 each time.
-const CACHE_TTL: Duration = Duration::from_secs(300);
-const CACHE_MAX: usize = 100_000;
-
-/// Counts argon2 runs in progress: each takes ~19 MiB and a core for tens
-/// of milliseconds, so a burst of logins must queue, not run all at once.
-struct HashLimiter {
-    running: Mutex<usize>,
-    freed: std::sync::Condvar,
-    max: usize,
-}
-
-impl HashLimiter {
-    fn run<T>(&self, f: impl FnOnce() -> T) -> T {
-        let mut n = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        while *n >= self.max {
-            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-        *n += 1;
-        drop(n);
-        let out = f();
-        *self.running.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-        self.freed.notify_one();
-        out
-    }
-}
+/// The cache key: an account and which of its passwords (SEED-3).
+type CacheKey = (i64, bool);
 
 pub struct Authenticator {
     store: Store,
-    hashing: HashLimiter,
-    /// Keyed by the stored hash; the value is a keyed digest of the password,
-    /// never the password itself.
-    cache: Mutex<HashMap<String, (Instant, [u8; 32])>>,
+    pool: HashPool,
+    /// A keyed digest of (stored hash, password) per account, never the
+    /// password: binding the stored hash means that a password changed by
+    /// another process (the CLI, another node) misses the cache at once.
+    cache: quick_cache::sync::Cache<CacheKey, (Instant, [u8; 32])>,
+    cache_ttl: Duration,
     cache_key: [u8; 32],
+    /// A hash of the policy's cost checked for unknown users: the same work
+    /// as a real check, so a reply's timing does not tell which names exist.
+    dummy: String,
     pub failures: FailureTracker,
 }
 
 impl Authenticator {
-    pub fn new(store: Store, failures: FailureTracker) -> Authenticator {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    pub fn new(store: Store, cfg: &AuthConfig, failures: FailureTracker) -> Authenticator {
+        let pool = HashPool::start(
+            cfg.policy(),
+            cfg.workers(),
+            cfg.queue(),
+            cfg.max_hash_memory_kib,
+        );
         Authenticator {
             store,
-            hashing: HashLimiter {
-                running: Mutex::new(0),
-                freed: std::sync::Condvar::new(),
-                max: cores,
-            },
-            cache: Mutex::new(HashMap::new()),
+            pool,
+            cache: quick_cache::sync::Cache::new(cfg.credential_cache_entries.max(1)),
+            cache_ttl: cfg.credential_cache_ttl,
             cache_key: rand::random(),
+            dummy: hasher::hash_now(&cfg.policy(), "betomail timing equalizer"),
             failures,
         }
     }
@@ -161,51 +118,123 @@ impl Authenticator {
         mac.finalize().into_bytes().into()
     }
 
-    fn password_matches(&self, hash: &str, password: &str) -> bool {
-        let digest = self.keyed(hash, password);
-        {
-            let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, d)) = cache.get(hash) {
-                if at.elapsed() < CACHE_TTL && ct_eq(d, &digest) {
-                    return true;
-                }
-            }
-        }
-        if !self.hashing.run(|| verify_password(hash, password)) {
-            return false;
-        }
-        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.len() >= CACHE_MAX {
-            cache.retain(|_, (at, _)| at.elapsed() < CACHE_TTL);
-            if cache.len() >= CACHE_MAX {
-                cache.clear();
-            }
-        }
-        cache.insert(hash.to_string(), (Instant::now(), digest));
-        true
+    /// Forgets an account's remembered passwords (after a password change,
+    /// disable or delete in this process; other processes miss anyway).
+    pub fn forget(&self, account_id: i64) {
+        self.cache.remove(&(account_id, false));
+        self.cache.remove(&(account_id, true));
     }
 
-    /// Verifies a login (name or full address, SEED-1). Blocking (argon2):
-    /// call from `spawn_blocking`, or use [`Authenticator::verify_async`].
-    pub fn verify(&self, login: &str, credential: &Credential, purpose: Purpose) -> AuthResult {
-        let account = match self.store.accounts.find(login) {
+    /// Checks a password; a hash of an older policy (or a crypt(3) one) is
+    /// replaced after a success. `Err` when no hash worker is free.
+    async fn password_matches(
+        &self,
+        account: &Account,
+        smtp: bool,
+        password: &str,
+    ) -> Result<bool, String> {
+        let hash = match (smtp, &account.smtp_password_hash) {
+            (true, Some(h)) => h.as_str(),
+            _ => account.password_hash.as_str(),
+        };
+        let key = (account.id, smtp && account.smtp_password_hash.is_some());
+        let digest = self.keyed(hash, password);
+        if let Some((at, d)) = self.cache.get(&key) {
+            if at.elapsed() < self.cache_ttl && ct_eq(&d, &digest) {
+                return Ok(true);
+            }
+        }
+        let rehash = self.pool.policy().needs_rehash(hash);
+        let new_hash = match self.pool.verify(hash, password, rehash).await {
+            Ok(Done::Verified(new)) => new,
+            Ok(_) => return Ok(false),
+            Err(hasher::Busy) => return Err("every password hash worker is busy".into()),
+        };
+        let digest = match new_hash {
+            Some(new) => {
+                let digest = self.keyed(&new, password);
+                self.store_rehash(account, key.1, new).await;
+                digest
+            }
+            None => digest,
+        };
+        self.cache.insert(key, (Instant::now(), digest));
+        Ok(true)
+    }
+
+    /// Stores a rehashed password; a failure only means it is rehashed at a
+    /// later login.
+    async fn store_rehash(&self, account: &Account, smtp: bool, hash: String) {
+        let name = account.name.clone();
+        let result = self
+            .store
+            .run(move |s| match smtp {
+                true => s.accounts.set_smtp_password(&name, Some(&hash)),
+                false => s.accounts.set_password(&name, &hash),
+            })
+            .await;
+        match result {
+            Ok(()) => {
+                tracing::info!(account = %account.name, smtp, "password rehashed to the policy")
+            }
+            Err(e) => tracing::warn!(account = %account.name, error = %e, "rehash not stored"),
+        }
+    }
+
+    /// A login by any protocol: verifies it (name or full address, SEED-1)
+    /// and throttles failures per client and per account, waiting out the
+    /// delay before it returns `Failed`. The one place these rules live for
+    /// POP3, SMTP AUTH and the portal.
+    pub async fn login(
+        &self,
+        ip: std::net::IpAddr,
+        login: String,
+        credential: Credential,
+        purpose: Purpose,
+    ) -> AuthResult {
+        let typed = login.clone();
+        let account = match self.store.run(move |s| s.accounts.find(&login)).await {
             Ok(a) => a,
             Err(e) => return AuthResult::TempFail(e.to_string()),
         };
-        let Some(account) = account.filter(|a| !a.disabled) else {
-            // Same work as a real check, so timing does not tell users apart.
-            if let Credential::Password(p) = credential {
-                self.hashing.run(|| verify_password(dummy_hash(), p));
+        let result = match &account {
+            Some(a) if !a.disabled => self.check(a, &credential, purpose).await,
+            _ => {
+                // Same work as a real check, so timing does not tell users apart.
+                if let Credential::Password(p) = &credential {
+                    let _ = self.pool.verify(&self.dummy, p, false).await;
+                }
+                Ok(false)
             }
-            return AuthResult::Failed;
         };
-        let ok = match credential {
+        match (result, account) {
+            (Err(busy), _) => AuthResult::TempFail(busy),
+            (Ok(true), Some(a)) => {
+                self.failures.succeeded(&a.name);
+                AuthResult::Ok(a)
+            }
+            (_, found) => {
+                let key = found.map_or(typed, |a| a.name);
+                let delay = self.failures.failed(ip, &key);
+                tracing::info!(%ip, delay_ms = delay.as_millis() as u64, "login failed");
+                tokio::time::sleep(delay).await;
+                AuthResult::Failed
+            }
+        }
+    }
+
+    /// Whether `credential` proves `account`; `Err` when no hash worker is free.
+    async fn check(
+        &self,
+        account: &Account,
+        credential: &Credential,
+        purpose: Purpose,
+    ) -> Result<bool, String> {
+        Ok(match credential {
             Credential::Password(p) => {
-                let hash = match (purpose, &account.smtp_password_hash) {
-                    (Purpose::Smtp, Some(h)) => h.as_str(),
-                    _ => account.password_hash.as_str(),
-                };
-                self.password_matches(hash, p)
+                return self
+                    .password_matches(account, purpose == Purpose::Smtp, p)
+                    .await
             }
             Credential::Apop { timestamp, digest } => account.secret.as_deref().is_some_and(|s| {
                 ct_eq(
@@ -221,35 +250,14 @@ impl Authenticator {
                     )
                 })
             }
-        };
-        if ok {
-            AuthResult::Ok(account)
-        } else {
-            AuthResult::Failed
-        }
+        })
     }
 
-    pub async fn verify_async(
-        self: &std::sync::Arc<Self>,
-        login: String,
-        credential: Credential,
-        purpose: Purpose,
-    ) -> AuthResult {
-        let this = self.clone();
-        tokio::task::spawn_blocking(move || this.verify(&login, &credential, purpose))
-            .await
-            .unwrap_or_else(|e| AuthResult::TempFail(e.to_string()))
+    /// A new hash of the policy, computed on a hash worker; `None` when
+    /// every worker is busy.
+    pub async fn hash(&self, password: &str) -> Option<String> {
+        self.pool.hash(password).await.ok().flatten()
     }
-
-    /// Whether the account can use APOP / CRAM-MD5 (it has a shared secret).
-    pub fn has_secret(&self, login: &str) -> bool {
-        matches!(self.store.accounts.find(login), Ok(Some(a)) if a.secret.is_some())
-    }
-}
-
-fn dummy_hash() -> &'static str {
-    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("betomail timing equalizer"))
 }
 
 #[cfg(test)]
@@ -275,60 +283,69 @@ mod tests {
         );
     }
 
-    #[test]
-    fn argon2_and_crypt_hashes() {
-        let h = hash_password("secret");
-        assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password(&h, "secret"));
-        assert!(!verify_password(&h, "Secret"));
-        let sha512 = pwhash::sha512_crypt::hash("pw").unwrap();
-        assert!(verify_password(&sha512, "pw"));
-        assert!(!verify_password(&sha512, "px"));
-        assert!(!verify_password("!locked", "pw"));
-        assert!(!verify_password("", ""));
+    fn cheap() -> AuthConfig {
+        toml::from_str("argon2_memory_kib = 64\nargon2_iterations = 1\nhash_workers = 1").unwrap()
     }
 
-    #[test]
-    fn verify_by_name_address_and_smtp_password() {
+    fn no_delay() -> failures::FailurePolicy {
+        failures::FailurePolicy {
+            base: Duration::ZERO,
+            ..Default::default()
+        }
+    }
+
+    fn ip() -> std::net::IpAddr {
+        std::net::Ipv4Addr::LOCALHOST.into()
+    }
+
+    fn pw(p: &str) -> Credential {
+        Credential::Password(p.into())
+    }
+
+    #[tokio::test]
+    async fn verify_by_name_address_and_smtp_password() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open_embedded(dir.path(), "h").unwrap();
+        let cfg = cheap();
+        let hash = hasher::hash_now(&cfg.policy(), "pw");
         store
             .accounts
-            .add("btm0001", "btm0001@be.test", &hash_password("pw"))
+            .add("btm0001", "btm0001@be.test", &hash)
             .unwrap();
-        let auth = Authenticator::new(store.clone(), FailureTracker::new(Default::default()));
-        let pw = |p: &str| Credential::Password(p.into());
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        let check = |login: &str, c: Credential, p: Purpose| auth.login(ip(), login.into(), c, p);
         assert!(matches!(
-            auth.verify("btm0001", &pw("pw"), Purpose::Pop3),
+            check("btm0001", pw("pw"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         // Cached path gives the same answers.
         assert!(matches!(
-            auth.verify("btm0001@be.test", &pw("pw"), Purpose::Pop3),
+            check("btm0001@be.test", pw("pw"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         assert!(matches!(
-            auth.verify("btm0001", &pw("px"), Purpose::Pop3),
+            check("btm0001", pw("px"), Purpose::Pop3).await,
             AuthResult::Failed
         ));
         assert!(matches!(
-            auth.verify("nobody", &pw("pw"), Purpose::Pop3),
+            check("nobody", pw("pw"), Purpose::Pop3).await,
             AuthResult::Failed
         ));
+        let smtp = hasher::hash_now(&cfg.policy(), "smtp");
         store
             .accounts
-            .set_smtp_password("btm0001", Some(&hash_password("smtp")))
+            .set_smtp_password("btm0001", Some(&smtp))
             .unwrap();
         assert!(matches!(
-            auth.verify("btm0001", &pw("smtp"), Purpose::Smtp),
+            check("btm0001", pw("smtp"), Purpose::Smtp).await,
             AuthResult::Ok(_)
         ));
         assert!(matches!(
-            auth.verify("btm0001", &pw("pw"), Purpose::Smtp),
+            check("btm0001", pw("pw"), Purpose::Smtp).await,
             AuthResult::Failed
         ));
         assert!(matches!(
-            auth.verify("btm0001", &pw("pw"), Purpose::Pop3),
+            check("btm0001", pw("pw"), Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         // No secret: APOP fails even with the right digest of the password.
@@ -337,18 +354,91 @@ mod tests {
             digest: apop_digest("<1@h>", "pw"),
         };
         assert!(matches!(
-            auth.verify("btm0001", &apop, Purpose::Pop3),
+            check("btm0001", apop.clone(), Purpose::Pop3).await,
             AuthResult::Failed
         ));
         store.accounts.set_secret("btm0001", Some("pw")).unwrap();
         assert!(matches!(
-            auth.verify("btm0001", &apop, Purpose::Pop3),
+            check("btm0001", apop, Purpose::Pop3).await,
             AuthResult::Ok(_)
         ));
         store.accounts.set_disabled("btm0001", true).unwrap();
         assert!(matches!(
-            auth.verify("btm0001", &pw("pw"), Purpose::Pop3),
+            check("btm0001", pw("pw"), Purpose::Pop3).await,
             AuthResult::Failed
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_changed_elsewhere_misses_the_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), "h").unwrap();
+        let cfg = cheap();
+        let hash = |p: &str| hasher::hash_now(&cfg.policy(), p);
+        store.accounts.add("a", "a@be.test", &hash("old")).unwrap();
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("old"), Purpose::Pop3).await,
+            AuthResult::Ok(_)
+        ));
+        // As `betomail user passwd` in another process would.
+        store.accounts.set_password("a", &hash("new")).unwrap();
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("old"), Purpose::Pop3).await,
+            AuthResult::Failed
+        ));
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("new"), Purpose::Pop3).await,
+            AuthResult::Ok(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn old_hashes_are_rehashed_to_the_policy_at_login() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), "h").unwrap();
+        let cfg = cheap();
+        let crypt = pwhash::sha512_crypt::hash("pw").unwrap();
+        store.accounts.add("a", "a@be.test", &crypt).unwrap();
+        let weaker = HashPolicy {
+            iterations: 1,
+            memory_kib: 32,
+            parallelism: 1,
+        };
+        store
+            .accounts
+            .set_smtp_password("a", Some(&hasher::hash_now(&weaker, "s")))
+            .unwrap();
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("px"), Purpose::Pop3).await,
+            AuthResult::Failed
+        ));
+        assert_eq!(
+            store.accounts.find("a").unwrap().unwrap().password_hash,
+            crypt
+        );
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("pw"), Purpose::Pop3).await,
+            AuthResult::Ok(_)
+        ));
+        assert!(matches!(
+            auth.login(ip(), "a".into(), pw("s"), Purpose::Smtp).await,
+            AuthResult::Ok(_)
+        ));
+        let a = store.accounts.find("a").unwrap().unwrap();
+        let policy = cfg.policy();
+        assert!(
+            !policy.needs_rehash(&a.password_hash),
+            "{}",
+            a.password_hash
+        );
+        assert!(!policy.needs_rehash(a.smtp_password_hash.as_deref().unwrap()));
+        // The new hashes still take the same passwords.
+        assert!(hasher::verify_now(&a.password_hash, "pw"));
+        assert!(hasher::verify_now(
+            a.smtp_password_hash.as_deref().unwrap(),
+            "s"
         ));
     }
 }

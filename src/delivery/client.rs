@@ -17,6 +17,8 @@ pub const MAX_REPLY_LINE: usize = 2048;
 /// Lines of one multi-line reply (EHLO lists are the longest in practice).
 const MAX_REPLY_LINES: usize = 64;
 
+use crate::smtp::address;
+
 /// One complete server reply (RFC 5321 4.2): the server's own type.
 pub use crate::smtp::reply::Reply;
 
@@ -149,7 +151,10 @@ enum Phase {
 /// commands go out in one write and the replies are matched in order
 /// (RFC 2920 3.1); without it each waits for the previous reply.
 pub struct Transaction {
-    recipients: Vec<String>,
+    /// Recipients as queued, with the path written for each.
+    recipients: Vec<(String, String)>,
+    /// Recipients never sent, with the local reply that decided them.
+    refused: Vec<(String, Reply)>,
     pipelined: bool,
     phase: Phase,
     mail_reply: Option<Reply>,
@@ -158,17 +163,54 @@ pub struct Transaction {
     data_reply: Option<Reply>,
 }
 
+/// A queued path as written between `<` and `>`: the address grammar's own
+/// printing, which it reads back as the same path, or None when the grammar
+/// refuses it (a queue entry older than the grammar).
+fn wire_path(queued: &str) -> Option<String> {
+    address::parse_path(queued.as_bytes())
+        .ok()
+        .map(|p| p.to_string())
+}
+
 impl Transaction {
-    /// Returns the transaction and the first commands to write. `size` is
-    /// declared with SIZE when offered; BODY=8BITMIME is declared when
-    /// offered, since the queue does not know whether the body is 8-bit.
+    /// Returns the transaction and what to do first. `size` is declared
+    /// with SIZE when offered; BODY=8BITMIME is declared when offered,
+    /// since the queue does not know whether the body is 8-bit. Paths the
+    /// address grammar refuses are never written: they fail here, with
+    /// nothing sent when the sender or every recipient is refused.
     pub fn start(
         caps: &Capabilities,
         sender: &str,
         recipients: Vec<String>,
         size: u64,
-    ) -> (Transaction, Vec<u8>) {
-        let mut mail = format!("MAIL FROM:<{sender}>");
+    ) -> (Transaction, Next) {
+        let mut t = Transaction {
+            recipients: Vec::new(),
+            refused: Vec::new(),
+            pipelined: caps.pipelining,
+            phase: Phase::Done,
+            mail_reply: None,
+            rcpt_replies: Vec::new(),
+            data_reply: None,
+        };
+        let Some(sender_path) = wire_path(sender) else {
+            let r = Reply::new(553, "5.1.7 sender address is not valid RFC 5321 syntax");
+            t.refused = recipients.into_iter().map(|a| (a, r.clone())).collect();
+            return (t, Next::Done);
+        };
+        for a in recipients {
+            match wire_path(&a) {
+                Some(p) => t.recipients.push((a, p)),
+                None => {
+                    let r = Reply::new(553, "5.1.3 recipient address is not valid RFC 5321 syntax");
+                    t.refused.push((a, r));
+                }
+            }
+        }
+        if t.recipients.is_empty() {
+            return (t, Next::Done);
+        }
+        let mut mail = format!("MAIL FROM:<{sender_path}>");
         if caps.size.is_some() {
             mail += &format!(" SIZE={size}");
         }
@@ -177,29 +219,19 @@ impl Transaction {
         }
         mail += "\r\n";
         let mut first = mail.into_bytes();
-        let pipelined = caps.pipelining;
-        if pipelined {
-            for r in &recipients {
-                first.extend_from_slice(format!("RCPT TO:<{r}>\r\n").as_bytes());
+        if t.pipelined {
+            for i in 0..t.recipients.len() {
+                first.extend_from_slice(&t.rcpt(i));
             }
             first.extend_from_slice(b"DATA\r\n");
         }
-        let n = recipients.len();
-        (
-            Transaction {
-                recipients,
-                pipelined,
-                phase: Phase::Mail,
-                mail_reply: None,
-                rcpt_replies: vec![None; n],
-                data_reply: None,
-            },
-            first,
-        )
+        t.rcpt_replies = vec![None; t.recipients.len()];
+        t.phase = Phase::Mail;
+        (t, Next::Send(first))
     }
 
     fn rcpt(&self, i: usize) -> Vec<u8> {
-        format!("RCPT TO:<{}>\r\n", self.recipients[i]).into_bytes()
+        format!("RCPT TO:<{}>\r\n", self.recipients[i].1).into_bytes()
     }
 
     fn any_accepted(&self) -> bool {
@@ -288,18 +320,22 @@ impl Transaction {
         let fallback = Reply::new(451, "4.4.2 transaction not completed");
         let mail = self.mail_reply.clone();
         let data = self.data_reply.clone();
-        self.recipients
+        self.refused
             .into_iter()
-            .zip(self.rcpt_replies)
-            .map(|(addr, rcpt)| {
-                let reply = match (&mail, rcpt) {
-                    (Some(m), _) if !m.is_positive() => m.clone(),
-                    (_, Some(r)) if !r.is_positive() => r,
-                    (_, Some(_)) => data.clone().unwrap_or_else(|| fallback.clone()),
-                    _ => fallback.clone(),
-                };
-                (addr, reply)
-            })
+            .chain(
+                self.recipients
+                    .into_iter()
+                    .zip(self.rcpt_replies)
+                    .map(|((addr, _), rcpt)| {
+                        let reply = match (&mail, rcpt) {
+                            (Some(m), _) if !m.is_positive() => m.clone(),
+                            (_, Some(r)) if !r.is_positive() => r,
+                            (_, Some(_)) => data.clone().unwrap_or_else(|| fallback.clone()),
+                            _ => fallback.clone(),
+                        };
+                        (addr, reply)
+                    }),
+            )
             .collect()
     }
 }
@@ -412,7 +448,7 @@ mod tests {
         let (mut t, first) = Transaction::start(&caps(true), "s@be.test", rcpts, 42);
         assert_eq!(
             first,
-            b"MAIL FROM:<s@be.test> SIZE=42 BODY=8BITMIME\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
+            Next::Send(b"MAIL FROM:<s@be.test> SIZE=42 BODY=8BITMIME\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\nDATA\r\n".to_vec())
         );
         assert_eq!(t.reply(reply(&["250 ok"])), Next::Read);
         assert_eq!(t.reply(reply(&["550 5.1.1 no"])), Next::Read);
@@ -443,7 +479,7 @@ mod tests {
         c.eightbitmime = false;
         let rcpts = vec!["a@x.test".to_string()];
         let (mut t, first) = Transaction::start(&c, "s@be.test", rcpts.clone(), 1);
-        assert_eq!(first, b"MAIL FROM:<s@be.test>\r\n");
+        assert_eq!(first, Next::Send(b"MAIL FROM:<s@be.test>\r\n".to_vec()));
         assert_eq!(t.reply(reply(&["452 full"])), Next::Done);
         assert_eq!(t.outcomes()[0].1.code, 452);
 
@@ -460,6 +496,38 @@ mod tests {
         assert_eq!(t.reply(reply(&["451 disk"])), Next::Done);
         assert!(t.needs_reset());
         assert_eq!(t.outcomes()[0].1.code, 451);
+    }
+
+    /// Paths come from the queue, which may hold what an older parser let
+    /// through: only paths the address grammar accepts are written, in the
+    /// form it reads back identically (the injection of issue item 5).
+    #[test]
+    fn only_grammatical_paths_reach_the_wire() {
+        let evil = "a@[x\"> AUTH=<evil@bank.example> RET=FULL \"]";
+        let (t, first) = Transaction::start(&caps(true), evil, vec!["a@x.test".into()], 1);
+        assert_eq!(first, Next::Done);
+        let o = t.outcomes();
+        assert_eq!((o[0].0.as_str(), o[0].1.code), ("a@x.test", 553));
+
+        let rcpts = vec![evil.to_string(), "b@X.Test".to_string()];
+        let (mut t, first) = Transaction::start(&caps(true), "s@be.test", rcpts, 1);
+        assert_eq!(
+            first,
+            Next::Send(
+                b"MAIL FROM:<s@be.test> SIZE=1 BODY=8BITMIME\r\nRCPT TO:<b@x.test>\r\nDATA\r\n"
+                    .to_vec()
+            )
+        );
+        assert_eq!(t.reply(reply(&["250 ok"])), Next::Read);
+        assert_eq!(t.reply(reply(&["250 ok"])), Next::Read);
+        assert_eq!(t.reply(reply(&["354 go"])), Next::Body);
+        assert_eq!(t.reply(reply(&["250 queued"])), Next::Done);
+        let o = t.outcomes();
+        assert_eq!((o[0].0.as_str(), o[0].1.code), (evil, 553));
+        assert_eq!((o[1].0.as_str(), o[1].1.code), ("b@X.Test", 250));
+
+        let (_, first) = Transaction::start(&caps(true), "s@be.test", vec![evil.into()], 1);
+        assert_eq!(first, Next::Done);
     }
 
     #[test]

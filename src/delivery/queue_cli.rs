@@ -4,6 +4,7 @@
 use crate::app::App;
 use crate::cli::fmt_time;
 use crate::config::Config;
+use crate::smtp::address::{self, Path};
 use crate::store::{QueuedMessage, RecipientState, Store};
 use anyhow::anyhow;
 use clap::Subcommand;
@@ -55,6 +56,17 @@ pub fn sender(m: &QueuedMessage) -> &str {
 }
 
 /// Removes a queued message without delivering or bouncing it (CLI and portal).
+/// A path for the queue, as the SMTP session would store it: what the
+/// address grammar accepts, printed by it (the form the client writes).
+/// Only a sender may be `<>` or `<postmaster>`.
+fn queued_path(raw: &str, sender: bool) -> anyhow::Result<String> {
+    match address::parse_path(raw.as_bytes()) {
+        Ok(p @ Path::Mailbox(_)) => Ok(p.to_string()),
+        Ok(p) if sender => Ok(p.to_string()),
+        _ => Err(anyhow!("{raw:?} is not a valid RFC 5321 address")),
+    }
+}
+
 pub fn delete(store: &Store, id: &str) -> anyhow::Result<()> {
     if !store.queue.remove(id)? {
         return Err(anyhow!("no queued message {id}"));
@@ -126,6 +138,11 @@ pub fn run(cmd: QueueCmd, config: &Config) -> anyhow::Result<ExitCode> {
             println!("{n} recipient(s) due now");
         }
         QueueCmd::Inject { from, to } => {
+            let from = queued_path(&from, true)?;
+            let to = to
+                .iter()
+                .map(|a| queued_path(a, false))
+                .collect::<anyhow::Result<Vec<_>>>()?;
             let id = store.queue.enqueue(
                 &from,
                 &to,

@@ -236,8 +236,7 @@ impl Session {
         size: u64,
         body: impl FnOnce() -> Body,
     ) -> Result<Vec<(String, Reply)>, SendError> {
-        let (mut t, first) = Transaction::start(&self.caps, sender, recipients, size);
-        let mut next = Next::Send(first);
+        let (mut t, mut next) = Transaction::start(&self.caps, sender, recipients, size);
         let mut body = Some(body);
         // Fatal before MAIL got its reply: nothing was accepted yet.
         let fail = |t: &Transaction, r: Reply| {

@@ -17,7 +17,7 @@ use std::io::{self, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::Instrument;
 
@@ -25,18 +25,30 @@ use tracing::Instrument;
 const CHUNK: usize = 256 * 1024;
 
 /// RFC 2449 8.1.2: SYS/TEMP for a condition that may pass.
-const TOO_MANY: &[u8] = b"-ERR [SYS/TEMP] Too many connections from your address\r\n";
+const REFUSALS: net::Refusals = net::Refusals {
+    per_client: b"-ERR [SYS/TEMP] Too many connections from your address\r\n",
+    busy: b"-ERR [SYS/TEMP] Too many connections, try again later\r\n",
+};
+
+/// The shared memory budget cannot hold the client's line (RFC 2449 8.1.2).
+const NO_MEMORY: &[u8] = b"-ERR [SYS/TEMP] Server busy, try again later\r\n";
 
 static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
 
 pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let listener = Arc::new(listener);
     let limits = app.config.limits.clone();
-    net::accept_loop(tcp, &limits, TOO_MANY, move |stream, peer| {
-        let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
-        handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
-    })
+    net::accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        REFUSALS,
+        move |stream, peer| {
+            let id = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("pop3", listener = %listener.name, %peer, session = id);
+            handle(app.clone(), listener.clone(), stream, peer, id).instrument(span)
+        },
+    )
     .await;
 }
 
@@ -50,7 +62,7 @@ struct Ctx {
 }
 
 async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: SocketAddr, id: u64) {
-    let mut conn = Conn::new(tcp, peer);
+    let mut conn = Conn::new(tcp, peer, app.memory.clone());
     let idle = app.config.limits.pop3_idle_timeout;
     let ip = peer.ip().to_canonical();
     // Futures of one-off steps are boxed so that they do not size every
@@ -77,6 +89,8 @@ async fn handle(app: Arc<App>, listener: Arc<Listener>, tcp: TcpStream, peer: So
         stls: listener.tls_mode() == TlsMode::Starttls,
         plaintext_auth: listener.plaintext_auth,
         max_bad_commands: app.config.limits.max_bad_commands,
+        max_junk_commands: app.config.limits.max_junk_commands,
+        unauthenticated_lifetime: app.config.limits.unauthenticated_session_lifetime,
     };
     let mut session = Session::new(cfg, conn.is_tls());
     let mut ctx = Ctx {
@@ -117,8 +131,19 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
                 None => std::future::pending().await,
             }
         };
+        // The wait ends at the idle timeout or, before login, at the end
+        // of the session's lifetime, whichever comes first.
+        let (wait, ends_life) = match session.lifetime_left(Instant::now()) {
+            Some(left) if left < idle => (left, true),
+            _ => (idle, false),
+        };
+        if ends_life && wait.is_zero() {
+            tracing::info!("unauthenticated session lifetime exceeded");
+            let _ = timed(idle, conn.write_all(session::LIFETIME_OVER)).await;
+            return;
+        }
         let line = tokio::select! {
-            r = tokio::time::timeout(idle, conn.read_line(max_line)) => r,
+            r = tokio::time::timeout(wait, conn.read_line(max_line)) => r,
             _ = lost => {
                 tracing::warn!("mailbox lock lost");
                 let _ = timed(idle, conn.write_all(session::LOCK_LOST)).await;
@@ -126,6 +151,11 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             }
         };
         let mut out = match line {
+            Err(_) if ends_life => {
+                tracing::info!("unauthenticated session lifetime exceeded");
+                let _ = timed(idle, conn.write_all(session::LIFETIME_OVER)).await;
+                return;
+            }
             Err(_) => {
                 tracing::info!("idle timeout");
                 let _ = timed(idle, conn.write_all(session::IDLE_TIMEOUT)).await;
@@ -133,6 +163,11 @@ async fn serve(ctx: &mut Ctx, conn: &mut Conn, session: &mut Session, idle: Dura
             }
             Ok(Err(e)) => return tracing::debug!(error = %e, "read failed"),
             Ok(Ok(Line::Eof)) => return tracing::debug!("client disconnected"),
+            Ok(Ok(Line::NoMemory)) => {
+                tracing::warn!("connection memory budget spent; closing the connection");
+                let _ = timed(idle, conn.write_all(NO_MEMORY)).await;
+                return;
+            }
             Ok(Ok(Line::TooLong)) => session.line_too_long(),
             Ok(Ok(Line::Complete { bytes, .. })) => session.input(&bytes),
         };
@@ -278,14 +313,12 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
     let user = session::shown_name(&login);
     let account = match app
         .auth
-        .verify_async(login, credential, Purpose::Pop3)
+        .login(ctx.ip, login, credential, Purpose::Pop3)
         .await
     {
         AuthResult::Ok(a) => a,
         AuthResult::Failed => {
-            let delay = app.auth.failures.failed(ctx.ip);
-            tracing::info!(user, delay_ms = delay.as_millis() as u64, "login failed");
-            tokio::time::sleep(delay).await;
+            tracing::info!(user, "login failed");
             return LoginResult::Failed;
         }
         AuthResult::TempFail(e) => {
@@ -293,7 +326,6 @@ async fn login_step(ctx: &mut Ctx, login: String, credential: Credential) -> Log
             return LoginResult::TempFail;
         }
     };
-    app.auth.failures.succeeded(ctx.ip);
     let lock = match MailboxLock::acquire(&app.store, &account.name, &ctx.owner, ctx.ip).await {
         Ok(Some(l)) => l,
         Ok(None) => {

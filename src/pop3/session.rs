@@ -8,9 +8,14 @@ use super::command::{self, Command};
 use crate::auth::Credential;
 use crate::store::MessageInfo;
 use base64::Engine;
+use std::time::{Duration, Instant};
 
 /// Sent when the client stays silent past the idle timeout.
 pub const IDLE_TIMEOUT: &[u8] = b"-ERR Disconnected for inactivity.\r\n";
+/// Sent when the session outlives `limits.unauthenticated_session_lifetime`
+/// without logging in.
+pub const LIFETIME_OVER: &[u8] =
+    b"-ERR [SYS/TEMP] Too long without logging in, closing connection.\r\n";
 /// The operator cleared the lock (or it lapsed): nothing is deleted.
 pub const LOCK_LOST: &[u8] = b"-ERR [IN-USE] Mailbox lock was lost; closing without changes.\r\n";
 /// A listed message could not be opened (e.g. removed by another reader).
@@ -27,6 +32,9 @@ pub struct SessionConfig {
     /// USER/PASS and AUTH PLAIN before TLS.
     pub plaintext_auth: bool,
     pub max_bad_commands: u32,
+    pub max_junk_commands: u32,
+    /// How long the session may last before a login succeeds.
+    pub unauthenticated_lifetime: Duration,
 }
 
 /// I/O the server performs for the session.
@@ -115,7 +123,10 @@ pub struct Session {
     tls: bool,
     state: State,
     bad: u32,
+    /// Commands that do no work (CAPA, NOOP, RSET, AUTH without arguments).
+    junk: u32,
     challenges: u32,
+    started: Instant,
 }
 
 /// NAME as the client sent it, reduced to printable ASCII and shortened
@@ -134,8 +145,20 @@ impl Session {
             tls,
             state: State::Authorization { user: None },
             bad: 0,
+            junk: 0,
             challenges: 0,
+            started: Instant::now(),
         }
+    }
+
+    /// Time left before the session must end for want of a login; None in
+    /// TRANSACTION and UPDATE (no limit then).
+    pub fn lifetime_left(&self, now: Instant) -> Option<Duration> {
+        if self.in_transaction() {
+            return None;
+        }
+        let end = self.started + self.cfg.unauthenticated_lifetime;
+        Some(end.saturating_duration_since(now))
     }
 
     pub fn greeting(&self) -> Vec<u8> {
@@ -187,6 +210,20 @@ impl Session {
     }
 
     pub fn handle(&mut self, cmd: Command) -> Output {
+        // Postfix's smtpd_junk_command_limit, for POP3: a client polling
+        // CAPA or NOOP is not working, it is holding a connection (and,
+        // logged in, the mailbox lock). Ending it deletes nothing.
+        if matches!(
+            cmd,
+            Command::Capa | Command::Noop | Command::Rset | Command::AuthList
+        ) {
+            self.junk += 1;
+            if self.junk > self.cfg.max_junk_commands {
+                self.state = State::Closed;
+                return Output::line("-ERR Too many commands without effect, closing connection.")
+                    .with(Effect::Close);
+            }
+        }
         match cmd {
             Command::Capa => return self.capa(),
             Command::Noop if self.in_transaction() => return Output::line("+OK"),

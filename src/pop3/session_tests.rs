@@ -1,7 +1,7 @@
 //! Unit tests of the POP3 state machine, driven with command lines.
 
 use super::*;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 const TS: &str = "<1896.697170952@dbc.mtview.ca.us>";
 
@@ -11,6 +11,8 @@ fn cfg(plaintext_auth: bool) -> SessionConfig {
         stls: true,
         plaintext_auth,
         max_bad_commands: 5,
+        max_junk_commands: 100,
+        unauthenticated_lifetime: Duration::from_secs(300),
     }
 }
 
@@ -368,4 +370,52 @@ fn random_input_never_panics() {
             }
         }
     }
+}
+
+/// Issue item 8: CAPA, NOOP, RSET and AUTH lists do no work and cannot
+/// keep a session (or its lock) forever.
+#[test]
+fn junk_commands_end_the_session() {
+    let mut c = cfg(true);
+    c.max_junk_commands = 3;
+    let mut s = Session::new(c.clone(), false);
+    for _ in 0..3 {
+        let o = say(&mut s, "CAPA");
+        assert!(text(&o).starts_with("+OK") && o.effect.is_none());
+    }
+    let o = say(&mut s, "CAPA");
+    assert_eq!(
+        text(&o),
+        "-ERR Too many commands without effect, closing connection.\r\n"
+    );
+    assert!(matches!(o.effect, Some(Effect::Close)));
+
+    // Logged in: nothing marked deleted is deleted when it closes.
+    let mut s = logged_in();
+    s.cfg = c;
+    assert!(text(&say(&mut s, "DELE 1")).starts_with("+OK"));
+    for line in ["NOOP", "RSET", "NOOP"] {
+        assert!(text(&say(&mut s, line)).starts_with("+OK"), "{line}");
+    }
+    let o = say(&mut s, "NOOP");
+    assert!(matches!(o.effect, Some(Effect::Close)), "{}", text(&o));
+}
+
+/// Issue item 8: a session that never logs in has a total lifetime.
+#[test]
+fn unauthenticated_sessions_have_a_lifetime() {
+    let mut c = cfg(true);
+    c.unauthenticated_lifetime = Duration::from_secs(60);
+    let s = Session::new(c, false);
+    let now = Instant::now();
+    let left = s.lifetime_left(now).unwrap();
+    assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60));
+    assert_eq!(
+        s.lifetime_left(now + Duration::from_secs(61)),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        logged_in().lifetime_left(now + Duration::from_secs(3600)),
+        None
+    );
 }

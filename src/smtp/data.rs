@@ -9,17 +9,18 @@
 //! too many `Received:` headers refuse the message after the data is read.
 //!
 //! Memory: a message stays in memory up to 512 KiB only while the process
-//! wide [`MemoryBudget`] lasts (8 KiB per connection are always allowed);
+//! wide [`MemoryBudget`] (`[limits] connection_memory_total`, shared with
+//! the line buffers) lasts (8 KiB per connection are always allowed);
 //! past that it goes to an unlinked spool file, written in chunks by the
 //! server on the blocking pool so a slow disk never stalls the executor.
 
 use super::reply::{self, Reply};
 use super::session::Transaction;
+use crate::net::{FdBudget, FdSlot, MemoryBudget, Reservation};
 use crate::store::{Store, StoreError};
 use std::fs::File;
 use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Longest line accepted inside a message, in octets.
@@ -34,41 +35,6 @@ const FLOOR: usize = 8 * 1024;
 /// Budget reservations grow in steps of this size (fewer atomic updates).
 const STEP: usize = 16 * 1024;
 
-/// The memory all DATA spools of the process may hold together
-/// (`[limits] smtp_memory_spool_total`): 20,000 connections must not hold
-/// 20,000 in-memory messages.
-#[derive(Debug)]
-pub struct MemoryBudget {
-    limit: usize,
-    used: AtomicUsize,
-}
-
-impl MemoryBudget {
-    pub fn new(limit: usize) -> Arc<MemoryBudget> {
-        Arc::new(MemoryBudget {
-            limit,
-            used: AtomicUsize::new(0),
-        })
-    }
-
-    /// Octets currently reserved by all spools.
-    pub fn used(&self) -> usize {
-        self.used.load(Ordering::Relaxed)
-    }
-
-    fn try_take(&self, n: usize) -> bool {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
-                u.checked_add(n).filter(|&t| t <= self.limit)
-            })
-            .is_ok()
-    }
-
-    fn give_back(&self, n: usize) {
-        self.used.fetch_sub(n, Ordering::AcqRel);
-    }
-}
-
 /// The message being received: memory first, an unlinked file once it
 /// passes `SPILL_AT` or the [`MemoryBudget`] is spent, so a 50 MB message
 /// never sits in memory. Memory use is `buf` (reserved from the budget
@@ -76,14 +42,9 @@ impl MemoryBudget {
 pub struct Spool {
     buf: Vec<u8>,
     file: Option<Arc<File>>,
-    budget: Arc<MemoryBudget>,
-    reserved: usize,
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        self.budget.give_back(self.reserved);
-    }
+    /// The spool file's descriptor, counted with the client connections'.
+    fd: Option<FdSlot>,
+    memory: Reservation,
 }
 
 /// A blocking write the server runs off the executor (`spawn_blocking`):
@@ -112,8 +73,8 @@ impl Spool {
         Spool {
             buf: Vec::new(),
             file: None,
-            budget,
-            reserved: 0,
+            fd: None,
+            memory: Reservation::new(budget),
         }
     }
 
@@ -134,20 +95,14 @@ impl Spool {
             return true;
         }
         let need = len.saturating_sub(FLOOR);
-        if need > self.reserved {
-            let more = (need - self.reserved).max(STEP);
-            if !self.budget.try_take(more) {
-                return true;
-            }
-            self.reserved += more;
-        }
-        false
+        let held = self.memory.held();
+        need > held && !self.memory.resize(need.max(held + STEP))
     }
 
     /// The buffered octets as a blocking write; the buffer's budget is
     /// returned (the write job owns its data now).
     fn take_write(&mut self, dir: &Path) -> FileWrite {
-        self.budget.give_back(std::mem::take(&mut self.reserved));
+        self.memory.release();
         FileWrite {
             dir: dir.to_path_buf(),
             file: self.file.clone(),
@@ -163,7 +118,7 @@ impl Spool {
                 let mut f: &File = f;
                 f.write_all(&self.buf)?;
                 self.buf = Vec::new();
-                self.budget.give_back(std::mem::take(&mut self.reserved));
+                self.memory.release();
                 f.rewind()?;
                 Ok(Box::new(io::BufReader::with_capacity(FILE_CHUNK, f)))
             }
@@ -175,6 +130,7 @@ impl Spool {
 pub struct Collector {
     spool: Spool,
     dir: PathBuf,
+    fds: Arc<FdBudget>,
     max_size: u64,
     size: u64,
     in_headers: bool,
@@ -189,10 +145,16 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub fn new(spool_dir: &Path, max_size: u64, budget: Arc<MemoryBudget>) -> Collector {
+    pub fn new(
+        spool_dir: &Path,
+        max_size: u64,
+        budget: Arc<MemoryBudget>,
+        fds: Arc<FdBudget>,
+    ) -> Collector {
         Collector {
             spool: Spool::new(budget),
             dir: spool_dir.to_path_buf(),
+            fds,
             max_size,
             size: 0,
             in_headers: true,
@@ -236,7 +198,20 @@ impl Collector {
     /// The write to run (off the executor) before the next line, if any.
     pub fn pending_write(&mut self) -> Option<FileWrite> {
         let due = std::mem::take(&mut self.flush_due);
-        (due && !self.io_error).then(|| self.spool.take_write(&self.dir))
+        if !due || self.io_error {
+            return None;
+        }
+        // A new spool file needs a descriptor of the clients' share: the
+        // reserve stays for the store, which must finish other messages.
+        if self.spool.fd.is_none() {
+            self.spool.fd = self.fds.try_take();
+            if self.spool.fd.is_none() {
+                tracing::warn!("no file descriptor left for a spool file");
+                self.io_error = true;
+                return None;
+            }
+        }
+        Some(self.spool.take_write(&self.dir))
     }
 
     /// The result of a [`FileWrite`].
@@ -380,6 +355,10 @@ mod tests {
         MemoryBudget::new(64 << 20)
     }
 
+    fn fds() -> Arc<FdBudget> {
+        FdBudget::new(usize::MAX)
+    }
+
     /// Feeds lines, running the file writes inline as the server would.
     fn feed(c: &mut Collector, lines: &[&[u8]]) {
         for l in lines {
@@ -392,7 +371,7 @@ mod tests {
 
     fn collect(lines: &[&[u8]], max: u64) -> Result<Vec<u8>, Reply> {
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Collector::new(dir.path(), max, budget());
+        let mut c = Collector::new(dir.path(), max, budget(), fds());
         feed(&mut c, lines);
         let (mut spool, _) = c.finish(3)?;
         let mut out = Vec::new();
@@ -407,7 +386,7 @@ mod tests {
             b"a\r\n.b\r\n\r\n\r\n"
         );
         let dir = tempfile::tempdir().unwrap();
-        let mut c = Collector::new(dir.path(), 100, budget());
+        let mut c = Collector::new(dir.path(), 100, budget(), fds());
         assert!(c.is_end(b".", false));
         assert!(!c.is_end(b".", true));
         assert!(!c.is_end(b"..", false));
@@ -448,7 +427,7 @@ mod tests {
     fn big_messages_spill_to_an_unlinked_file() {
         let dir = tempfile::tempdir().unwrap();
         let b = budget();
-        let mut c = Collector::new(dir.path(), 10 << 20, b.clone());
+        let mut c = Collector::new(dir.path(), 10 << 20, b.clone(), fds());
         let line = vec![b'y'; 998];
         feed(&mut c, &vec![line.as_slice(); 2000]);
         // In file mode only the unwritten chunk is held.
@@ -476,12 +455,12 @@ mod tests {
         let b = MemoryBudget::new(300 * 1024);
         let line = vec![b'z'; 998];
         let lines = vec![line.as_slice(); 200]; // 200 KB: under SPILL_AT
-        let mut first = Collector::new(dir.path(), 1 << 20, b.clone());
+        let mut first = Collector::new(dir.path(), 1 << 20, b.clone(), fds());
         feed(&mut first, &lines);
         assert!(!first.spool.in_file());
         assert!(b.used() >= 190 * 1024);
         // The budget cannot hold a second one: it goes to a file at once.
-        let mut second = Collector::new(dir.path(), 1 << 20, b.clone());
+        let mut second = Collector::new(dir.path(), 1 << 20, b.clone(), fds());
         feed(&mut second, &lines);
         assert!(second.spool.in_file());
         let (mut s2, _) = second.finish(50).unwrap();
@@ -492,15 +471,15 @@ mod tests {
         drop(first);
         drop(s2);
         assert_eq!(b.used(), 0);
-        let mut third = Collector::new(dir.path(), 1 << 20, b.clone());
+        let mut third = Collector::new(dir.path(), 1 << 20, b.clone(), fds());
         feed(&mut third, &lines);
         assert!(!third.spool.in_file());
         // Small messages never need the budget.
         let none = MemoryBudget::new(0);
-        let mut small = Collector::new(dir.path(), 1 << 20, none.clone());
+        let mut small = Collector::new(dir.path(), 1 << 20, none.clone(), fds());
         feed(&mut small, &[b"hello"]);
         assert!(!small.spool.in_file());
-        let mut big = Collector::new(dir.path(), 1 << 20, none.clone());
+        let mut big = Collector::new(dir.path(), 1 << 20, none.clone(), fds());
         feed(&mut big, &vec![line.as_slice(); 20]);
         assert!(big.spool.in_file());
         assert_eq!(none.used(), 0);
@@ -508,10 +487,27 @@ mod tests {
     }
 
     #[test]
+    fn no_descriptor_for_a_spool_file_is_a_temporary_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let none = FdBudget::new(0);
+        let mut c = Collector::new(dir.path(), 10 << 20, budget(), none.clone());
+        let line = vec![b'y'; 998];
+        feed(&mut c, &vec![line.as_slice(); 600]);
+        assert_eq!(c.finish(50).err().map(|r| r.code), Some(451));
+        let one = FdBudget::new(1);
+        let mut c = Collector::new(dir.path(), 10 << 20, budget(), one.clone());
+        feed(&mut c, &vec![line.as_slice(); 600]);
+        assert_eq!(one.used(), 1);
+        let (spool, _) = c.finish(50).unwrap();
+        drop(spool);
+        assert_eq!(one.used(), 0);
+    }
+
+    #[test]
     fn a_failed_spool_write_is_a_temporary_failure() {
         let dir = tempfile::tempdir().unwrap();
         let b = budget();
-        let mut c = Collector::new(&dir.path().join("missing"), 10 << 20, b.clone());
+        let mut c = Collector::new(&dir.path().join("missing"), 10 << 20, b.clone(), fds());
         let line = vec![b'y'; 998];
         feed(&mut c, &vec![line.as_slice(); 600]);
         assert_eq!(c.finish(50).err().map(|r| r.code), Some(451));

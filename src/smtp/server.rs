@@ -3,19 +3,19 @@
 //! the store, and streams DATA into the spool and on into the store.
 
 use super::command;
-use super::data::{self, Collector, MemoryBudget, Trace, MAX_DATA_LINE};
+use super::data::{self, Collector, Trace, MAX_DATA_LINE};
 use super::reply::Reply;
 use super::session::{Session, Settings, Step, Transaction};
 use crate::app::App;
 use crate::auth::AuthResult;
 use crate::config::{FcrdnsMode, Listener, RelayBy, TlsMode};
 use crate::dns::{decide, Decision};
-use crate::net::{accept_loop, Conn, Line};
+use crate::net::{accept_loop, Conn, Line, Refusals};
 use std::io;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 use tokio::net::TcpListener;
 use tracing::Instrument;
 
@@ -24,15 +24,6 @@ struct Ctx {
     listener: Listener,
     settings: Settings,
     spool_dir: PathBuf,
-    budget: Arc<MemoryBudget>,
-}
-
-/// One DATA memory budget for the whole process, shared by all listeners.
-fn budget(app: &App) -> Arc<MemoryBudget> {
-    static BUDGET: OnceLock<Arc<MemoryBudget>> = OnceLock::new();
-    BUDGET
-        .get_or_init(|| MemoryBudget::new(app.config.limits.smtp_memory_spool_total))
-        .clone()
 }
 
 pub fn settings(app: &App, l: &Listener) -> Settings {
@@ -42,6 +33,8 @@ pub fn settings(app: &App, l: &Listener) -> Settings {
         max_message_size: app.config.max_message_size,
         max_recipients: app.config.limits.max_recipients,
         max_bad_commands: app.config.limits.max_bad_commands,
+        max_junk_commands: app.config.limits.max_junk_commands,
+        unauthenticated_lifetime: app.config.limits.unauthenticated_session_lifetime,
         starttls: l.tls_mode() == TlsMode::Starttls,
         plaintext_auth: l.plaintext_auth,
         relay_by_auth: l.relay_by.contains(&RelayBy::Auth),
@@ -59,7 +52,6 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     sweep_spool(&spool_dir);
     let ctx = Arc::new(Ctx {
         settings: settings(&app, &listener),
-        budget: budget(&app),
         app: app.clone(),
         listener,
         spool_dir,
@@ -67,20 +59,29 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     static SESSIONS: AtomicU64 = AtomicU64::new(1);
     let limits = app.config.limits.clone();
     // RFC 5321 3.8: 421 and close when the service cannot take the client.
-    let too_many: &[u8] = b"421 4.7.0 Too many connections from your address\r\n";
-    accept_loop(tcp, &limits, too_many, move |stream, peer| {
-        let ctx = ctx.clone();
-        let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
-        async move {
-            let mut conn = Conn::new(stream, peer);
-            if let Err(e) = serve(&ctx, &mut conn).await {
-                tracing::debug!(error = %e, "connection ended");
+    let refusals = Refusals {
+        per_client: b"421 4.7.0 Too many connections from your address\r\n",
+        busy: b"421 4.3.2 Too many connections, try again later\r\n",
+    };
+    accept_loop(
+        tcp,
+        &limits,
+        app.fds.clone(),
+        refusals,
+        move |stream, peer| {
+            let ctx = ctx.clone();
+            let id = SESSIONS.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("smtp", listener = %ctx.listener.name, %peer, id);
+            async move {
+                let mut conn = Conn::new(stream, peer, ctx.app.memory.clone());
+                if let Err(e) = serve(&ctx, &mut conn).await {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+                conn.shutdown().await;
             }
-            conn.shutdown().await;
-        }
-        .instrument(span)
-    })
+            .instrument(span)
+        },
+    )
     .await;
 }
 
@@ -129,17 +130,25 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
         if !conn.has_buffered_input() {
             timed(ctx, conn.flush()).await?;
         }
-        let line = match tokio::time::timeout(
-            ctx.app.config.limits.smtp_idle_timeout,
-            conn.read_line(ctx.app.config.limits.max_line_length),
-        )
-        .await
-        {
+        // The wait for a command ends at the idle timeout or, before AUTH,
+        // at the end of the session's lifetime, whichever comes first.
+        let idle = ctx.app.config.limits.smtp_idle_timeout;
+        let (wait, ends_life) = match session.lifetime_left(Instant::now()) {
+            Some(left) if left < idle => (left, true),
+            _ => (idle, false),
+        };
+        if ends_life && wait.is_zero() {
+            return send(ctx, conn, &session.lifetime_over()).await;
+        }
+        let max_line = ctx.app.config.limits.max_line_length;
+        let line = match tokio::time::timeout(wait, conn.read_line(max_line)).await {
+            Err(_) if ends_life => return send(ctx, conn, &session.lifetime_over()).await,
             Err(_) => return send(ctx, conn, &timeout_reply(ctx)).await,
             Ok(line) => line?,
         };
         let mut step = match line {
             Line::Eof => return Ok(()),
+            Line::NoMemory => return send(ctx, conn, &no_memory_reply()).await,
             Line::TooLong => session.too_long(),
             Line::Complete { bytes, .. } if session.in_auth() => session.auth_line(&bytes),
             Line::Complete { bytes, .. } => session.handle(command::parse(&bytes)),
@@ -158,19 +167,16 @@ async fn serve(ctx: &Ctx, conn: &mut Conn) -> io::Result<()> {
                     break;
                 }
                 Step::Verify { login, credential } => {
-                    let auth = &ctx.app.auth;
-                    let result = auth
-                        .verify_async(login.clone(), credential, crate::auth::Purpose::Smtp)
+                    let shown = super::reply::echo(login.as_bytes());
+                    let result = ctx
+                        .app
+                        .auth
+                        .login(ip, login, credential, crate::auth::Purpose::Smtp)
                         .await;
                     match &result {
-                        AuthResult::Ok(a) => {
-                            auth.failures.succeeded(ip);
-                            tracing::info!(user = %a.name, "authenticated");
-                        }
+                        AuthResult::Ok(a) => tracing::info!(user = %a.name, "authenticated"),
                         AuthResult::Failed => {
-                            let delay = auth.failures.failed(ip);
-                            tracing::info!(login = %super::reply::echo(login.as_bytes()), "authentication failed");
-                            tokio::time::sleep(delay).await;
+                            tracing::info!(login = %shown, "authentication failed")
                         }
                         AuthResult::TempFail(e) => {
                             tracing::warn!(error = %e, "authentication unavailable")
@@ -257,7 +263,12 @@ async fn receive(
     tx: Transaction,
 ) -> io::Result<Step> {
     let cfg = &ctx.app.config;
-    let mut c = Collector::new(&ctx.spool_dir, cfg.max_message_size, ctx.budget.clone());
+    let mut c = Collector::new(
+        &ctx.spool_dir,
+        cfg.max_message_size,
+        ctx.app.memory.clone(),
+        ctx.app.fds.clone(),
+    );
     loop {
         let line =
             tokio::time::timeout(cfg.limits.smtp_idle_timeout, conn.read_line(MAX_DATA_LINE)).await;
@@ -268,6 +279,7 @@ async fn receive(
                 Line::Eof => {
                     return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "EOF in DATA"))
                 }
+                Line::NoMemory => return Ok(Step::Close(no_memory_reply())),
                 Line::TooLong => c.line_too_long(),
                 Line::Complete { bytes, bare_lf } => {
                     if c.is_end(&bytes, bare_lf) {
@@ -327,6 +339,14 @@ async fn receive(
         Err(e) => tracing::warn!(error = %e, reply = %reply.summary(), "message not stored"),
     }
     Ok(Step::Reply(reply))
+}
+
+/// RFC 5321 3.8: 421 and close when the service cannot go on; RFC 3463
+/// 4.3.2: the system is not accepting messages for now. The client retries
+/// the whole transaction later.
+fn no_memory_reply() -> Reply {
+    tracing::warn!("connection memory budget spent; closing the connection");
+    Reply::new(421, "4.3.2 Server busy, try again later")
 }
 
 fn timeout_reply(ctx: &Ctx) -> Reply {

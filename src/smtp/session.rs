@@ -10,6 +10,7 @@ use super::reply::{self, echo, Reply};
 use crate::auth::{AuthResult, Credential};
 use crate::store::Account;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
+use std::time::{Duration, Instant};
 
 /// What a listener allows, taken from the config once.
 #[derive(Debug, Clone)]
@@ -19,6 +20,9 @@ pub struct Settings {
     pub max_message_size: u64,
     pub max_recipients: usize,
     pub max_bad_commands: u32,
+    pub max_junk_commands: u32,
+    /// How long the session may last before AUTH succeeds.
+    pub unauthenticated_lifetime: Duration,
     /// STARTTLS is offered (tls = "starttls").
     pub starttls: bool,
     /// AUTH PLAIN/LOGIN before TLS.
@@ -94,6 +98,9 @@ pub struct Session {
     pending: Option<(String, Destination)>,
     auth: Option<AuthExchange>,
     bad: u32,
+    /// No-op commands since the session began or the last DATA.
+    junk: u32,
+    started: Instant,
 }
 
 impl Session {
@@ -110,7 +117,31 @@ impl Session {
             pending: None,
             auth: None,
             bad: 0,
+            junk: 0,
+            started: Instant::now(),
         }
+    }
+
+    /// Time left before the session must end for want of AUTH; None once
+    /// authenticated (no limit then).
+    pub fn lifetime_left(&self, now: Instant) -> Option<Duration> {
+        if self.user.is_some() {
+            return None;
+        }
+        let end = self.started + self.s.unauthenticated_lifetime;
+        Some(end.saturating_duration_since(now))
+    }
+
+    /// The reply that ends a session whose [`Self::lifetime_left`] ran out.
+    pub fn lifetime_over(&self) -> Reply {
+        tracing::info!(peer = %self.peer, "unauthenticated session lifetime exceeded");
+        Reply::new(
+            421,
+            format!(
+                "4.7.0 {} Error: session too long without authentication",
+                self.s.hostname
+            ),
+        )
     }
 
     pub fn greeting(&self) -> Reply {
@@ -162,6 +193,20 @@ impl Session {
         Step::Reply(r)
     }
 
+    /// A command that does no work (Postfix's junk commands): answered
+    /// until too many, then the session ends.
+    fn junk(&mut self, r: Reply) -> Step {
+        self.junk += 1;
+        if self.junk > self.s.max_junk_commands {
+            tracing::info!(peer = %self.peer, "too many junk commands");
+            return Step::Close(Reply::new(
+                421,
+                format!("4.7.0 {} Error: too many junk commands", self.s.hostname),
+            ));
+        }
+        Step::Reply(r)
+    }
+
     /// A line longer than the limit. Inside an AUTH exchange it ends the
     /// exchange (RFC 4954 6), so the next line is read as a command again.
     pub fn too_long(&mut self) -> Step {
@@ -181,39 +226,47 @@ impl Session {
             Err(r) => return self.bad(r),
         };
         match cmd {
-            Command::Ehlo(name) => {
-                self.helo = Some(name);
-                self.esmtp = true;
-                self.tx = None;
-                Step::Reply(self.ehlo_reply())
-            }
-            Command::Helo(name) => {
-                self.helo = Some(name);
-                self.esmtp = false;
-                self.tx = None;
-                Step::Reply(Reply::new(250, self.s.hostname.clone()))
-            }
+            Command::Ehlo(name) => self.greet(name, true),
+            Command::Helo(name) => self.greet(name, false),
             Command::Mail { path, params } => self.mail(&path, params.size),
             Command::Rcpt { path } => self.rcpt(&path),
             Command::Data => self.data(),
             Command::Rset => {
                 self.tx = None;
-                Step::Reply(reply::ok("2.0.0"))
+                self.junk(reply::ok("2.0.0"))
             }
-            Command::Noop => Step::Reply(reply::ok("2.0.0")),
+            Command::Noop => self.junk(reply::ok("2.0.0")),
             // RFC 5321 3.5.3: 252 when we will not verify.
-            Command::Vrfy => Step::Reply(Reply::new(
+            Command::Vrfy => self.junk(Reply::new(
                 252,
                 "2.0.0 Cannot VRFY user, but will accept message and attempt delivery",
             )),
             Command::Expn => self.bad(Reply::new(502, "5.5.1 EXPN is not available")),
-            Command::Help => Step::Reply(Reply::new(
+            Command::Help => self.junk(Reply::new(
                 214,
                 "2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP VRFY HELP QUIT AUTH STARTTLS",
             )),
             Command::Quit => Step::Close(Reply::new(221, "2.0.0 Bye")),
             Command::StartTls => self.starttls(),
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial),
+        }
+    }
+
+    /// HELO/EHLO. The first greeting (and the one RFC 3207 4.2 asks for
+    /// after STARTTLS) is work; a repeated one is a no-op.
+    fn greet(&mut self, name: String, esmtp: bool) -> Step {
+        let repeated = self.helo.replace(name).is_some();
+        self.esmtp = esmtp;
+        self.tx = None;
+        let r = if esmtp {
+            self.ehlo_reply()
+        } else {
+            Reply::new(250, self.s.hostname.clone())
+        };
+        if repeated {
+            self.junk(r)
+        } else {
+            Step::Reply(r)
         }
     }
 
@@ -257,9 +310,7 @@ impl Session {
         }
         let shown = echo(path);
         let sender = match address::parse_path(path) {
-            Ok(Path::Null) => String::new(),
-            Ok(Path::Postmaster) => "postmaster".into(),
-            Ok(Path::Mailbox(m)) => m.to_string(),
+            Ok(p) => p.to_string(),
             Err(AddrError::ControlChars) => return self.bad(reply::control_chars("5.1.7", &shown)),
             Err(AddrError::Comma) => return self.bad(reply::illegal_comma(&shown)),
             Err(AddrError::Syntax) => {
@@ -368,10 +419,15 @@ impl Session {
                 self.tx = Some(tx);
                 self.bad(Reply::new(554, "5.5.1 Error: no valid recipients"))
             }
-            Some(tx) => Step::Data {
-                reply: Reply::new(354, "End data with <CR><LF>.<CR><LF>"),
-                tx,
-            },
+            Some(tx) => {
+                // As Postfix, the count restarts with each message: a
+                // client delivering many in one session may RSET between.
+                self.junk = 0;
+                Step::Data {
+                    reply: Reply::new(354, "End data with <CR><LF>.<CR><LF>"),
+                    tx,
+                }
+            }
         }
     }
 

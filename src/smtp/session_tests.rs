@@ -1,5 +1,6 @@
 use super::*;
 use crate::smtp::command::parse;
+use std::time::{Duration, Instant};
 
 fn settings() -> Settings {
     Settings {
@@ -8,6 +9,8 @@ fn settings() -> Settings {
         max_message_size: 1000,
         max_recipients: 3,
         max_bad_commands: 5,
+        max_junk_commands: 100,
+        unauthenticated_lifetime: Duration::from_secs(300),
         starttls: true,
         plaintext_auth: true,
         relay_by_auth: true,
@@ -151,6 +154,26 @@ fn relay_tricks_refused_without_auth() {
     assert_eq!(
         d.cmd("RCPT TO:<>"),
         "501 5.1.3 <> Bad recipient address syntax"
+    );
+}
+
+/// Issue item 5: a literal that hides parameters was taken with 250.
+#[test]
+fn address_literals_follow_rfc_5321() {
+    let mut d = Driver::new(settings());
+    d.cmd("EHLO c.test");
+    assert_ne!(
+        &d.cmd("MAIL FROM:<a@[x\"> AUTH=<evil@bank.example> RET=FULL \"]>")[..3],
+        "250"
+    );
+    assert_eq!(
+        d.cmd("MAIL FROM:<a@[x\">"),
+        "501 5.1.7 <a@[x\"> Bad sender address syntax"
+    );
+    assert_eq!(d.cmd("MAIL FROM:<a@[IPv6:::1]> AUTH=<>"), "250 2.1.0 Ok");
+    assert_eq!(
+        d.cmd("RCPT TO:<u@remote.test>"),
+        "553 5.7.1 <u@remote.test> Relay operation rejected"
     );
 }
 
@@ -570,3 +593,68 @@ fn after_a_refused_data_the_transaction_goes_on_or_ends() {
 
 #[path = "session_relay_tests.rs"]
 mod relay;
+
+/// Issue item 8: NOOP and friends do no work and cannot keep a session
+/// open forever (Postfix's smtpd_junk_command_limit).
+#[test]
+fn junk_commands_end_the_session() {
+    let mut d = Driver::new(Settings {
+        max_junk_commands: 5,
+        ..settings()
+    });
+    // The first greeting is not junk; each repeat is.
+    d.cmd("EHLO c.test");
+    for c in ["NOOP", "RSET", "VRFY x", "HELP", "HELO again"] {
+        assert!(
+            matches!(d.s.handle(parse(c.as_bytes())), Step::Reply(_)),
+            "{c}"
+        );
+    }
+    let Step::Close(r) = d.s.handle(parse(b"NOOP")) else {
+        panic!("the sixth junk command is answered")
+    };
+    assert_eq!(
+        r.to_wire(),
+        "421 4.7.0 mail.be.test Error: too many junk commands\r\n"
+    );
+
+    // Each message starts the count afresh: RSET between messages is fine.
+    let mut d = Driver::new(Settings {
+        max_junk_commands: 2,
+        ..settings()
+    });
+    d.cmd("EHLO c.test");
+    for _ in 0..5 {
+        assert_eq!(d.cmd("RSET"), "250 2.0.0 Ok");
+        assert_eq!(d.cmd("NOOP"), "250 2.0.0 Ok");
+        d.cmd("MAIL FROM:<a@remote.test>");
+        d.cmd("RCPT TO:<btm0001@be.test>");
+        assert!(matches!(d.s.handle(parse(b"DATA")), Step::Data { .. }));
+    }
+    // Greeting again after STARTTLS is required, not junk (RFC 3207 4.2).
+    d.s.tls_started();
+    assert!(matches!(d.s.handle(parse(b"EHLO c.test")), Step::Reply(_)));
+}
+
+/// Issue item 8: a session that never authenticates has a total lifetime.
+#[test]
+fn unauthenticated_sessions_have_a_lifetime() {
+    let mut d = Driver::new(Settings {
+        unauthenticated_lifetime: Duration::from_secs(60),
+        ..settings()
+    });
+    let now = Instant::now();
+    let left = d.s.lifetime_left(now).unwrap();
+    assert!(left > Duration::from_secs(50) && left <= Duration::from_secs(60));
+    assert_eq!(
+        d.s.lifetime_left(now + Duration::from_secs(61)),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        d.s.lifetime_over().to_wire(),
+        "421 4.7.0 mail.be.test Error: session too long without authentication\r\n"
+    );
+    d.cmd("EHLO c.test");
+    d.cmd("AUTH PLAIN AGJ0bTAwMDEAcHc=");
+    assert_eq!(d.s.lifetime_left(now + Duration::from_secs(3600)), None);
+}

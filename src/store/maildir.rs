@@ -2,8 +2,11 @@
 //!
 //! Messages are stored with CRLF line ends, so the file size is exactly what
 //! POP3 RETR sends; names carry it as Dovecot does (`,S=<size>,W=<size>`), so
-//! listing a mailbox needs no reads. The UIDL of a message is its unique base
-//! name, stable across sessions and never reused.
+//! listing a mailbox needs no reads. Files that another program wrote (an
+//! LDA, procmail, `doveadm save`, a copy from the old server) may have LF
+//! line ends: they are read through [`CrlfReader`] and sized by what it
+//! gives, so RETR and LIST agree whatever wrote the file. The UIDL of a
+//! message is its unique base name, stable across sessions and never reused.
 
 use super::{Account, MailStore, MessageInfo, Result, StoreError};
 use std::fs::{self, File, OpenOptions};
@@ -68,6 +71,95 @@ impl Maildirs {
             n,
             self.host
         )
+    }
+}
+
+/// A stored file as RETR sends it: our CRLF files as they are, any other
+/// through [`CrlfReader`].
+fn as_sent(locator: &str, file: File) -> Box<dyn Read + Send> {
+    let name = locator.rsplit('/').next().unwrap_or(locator);
+    match parse_name(name) {
+        Some((_, Stored::Crlf(_), _)) => Box::new(file),
+        _ => Box::new(CrlfReader::new(file)),
+    }
+}
+
+/// The octets [`CrlfReader`] gives for `file`.
+fn crlf_size(file: File) -> std::io::Result<u64> {
+    std::io::copy(&mut CrlfReader::new(file), &mut std::io::sink())
+}
+
+/// Reads a message with every bare LF turned into CRLF and a final CRLF
+/// ensured: the same octets [`copy_crlf`] stores.
+pub struct CrlfReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    /// Converted octets in `buf` not yet given out start here.
+    pos: usize,
+    prev_cr: bool,
+    /// Whatever was last given out ended with LF (or nothing was given).
+    ended_lf: bool,
+    any: bool,
+    done: bool,
+}
+
+impl<R: Read> CrlfReader<R> {
+    pub fn new(inner: R) -> Self {
+        CrlfReader {
+            inner,
+            buf: Vec::new(),
+            pos: 0,
+            prev_cr: false,
+            ended_lf: true,
+            any: false,
+            done: false,
+        }
+    }
+
+    /// Refills `buf` with the next converted chunk; false at the end.
+    fn fill(&mut self) -> std::io::Result<bool> {
+        let mut raw = [0u8; 16 * 1024];
+        self.buf.clear();
+        self.pos = 0;
+        while self.buf.is_empty() {
+            if self.done {
+                return Ok(false);
+            }
+            let n = match self.inner.read(&mut raw) {
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                self.done = true;
+                if self.any && !self.ended_lf {
+                    self.buf.extend_from_slice(b"\r\n");
+                }
+                continue;
+            }
+            for &b in &raw[..n] {
+                if b == b'\n' && !self.prev_cr {
+                    self.buf.push(b'\r');
+                }
+                self.buf.push(b);
+                self.prev_cr = b == b'\r';
+            }
+            self.any = true;
+            self.ended_lf = raw[n - 1] == b'\n';
+        }
+        Ok(true)
+    }
+}
+
+impl<R: Read> Read for CrlfReader<R> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos == self.buf.len() && !self.fill()? {
+            return Ok(0);
+        }
+        let n = out.len().min(self.buf.len() - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
@@ -143,17 +235,32 @@ pub(crate) fn write_synced(
     written
 }
 
-fn parse_name(name: &str) -> Option<(String, Option<u64>, SystemTime)> {
+/// What a file name says of its contents.
+#[derive(Debug, PartialEq, Eq)]
+enum Stored {
+    /// Our own CRLF file of this size.
+    Crlf(u64),
+    /// Possibly LF line ends; the CRLF size when the name gives it.
+    Lf(Option<u64>),
+}
+
+fn parse_name(name: &str) -> Option<(String, Stored, SystemTime)> {
     if name.starts_with('.') {
         return None;
     }
     let base = name.split([',', ':']).next()?;
-    // S= is the file's size, which is what RETR sends. (W=, Dovecot's CRLF
-    // "virtual" size, differs for an LF file that Dovecot wrote.)
-    let size = name
-        .split([',', ':'])
-        .find_map(|p| p.strip_prefix("S="))
-        .and_then(|v| v.parse().ok());
+    let field = |key: &str| -> Option<u64> {
+        name.split([',', ':'])
+            .find_map(|p| p.strip_prefix(key))
+            .and_then(|v| v.parse().ok())
+    };
+    // S= is the file's size, W= Dovecot's CRLF "virtual" size. They agree
+    // for our CRLF files; W= alone is what RETR sends of an LF file.
+    let size = match (field("S="), field("W=")) {
+        (Some(s), Some(w)) if s == w => Stored::Crlf(s),
+        (_, Some(w)) => Stored::Lf(Some(w)),
+        _ => Stored::Lf(None),
+    };
     let mut parts = base.split('.');
     let secs: u64 = parts.next()?.parse().unwrap_or(0);
     // Our names carry microseconds (`.M<usecs>P`): order within one second.
@@ -241,8 +348,9 @@ impl MailStore for Maildirs {
                     continue;
                 };
                 let size = match size {
-                    Some(s) => s,
-                    None => entry.metadata()?.len(),
+                    Stored::Crlf(s) | Stored::Lf(Some(s)) => s,
+                    // Read once per listing: such files are foreign and few.
+                    Stored::Lf(None) => crlf_size(File::open(entry.path())?)?,
                 };
                 out.push(MessageInfo {
                     uid,
@@ -259,7 +367,7 @@ impl MailStore for Maildirs {
     fn open(&self, account: &Account, msg: &MessageInfo) -> Result<Box<dyn Read + Send>> {
         let path = self.mailbox(account).join(&msg.locator);
         match File::open(&path) {
-            Ok(f) => Ok(Box::new(f)),
+            Ok(f) => Ok(as_sent(&msg.locator, f)),
             Err(e) if e.kind() == ErrorKind::NotFound => {
                 // Another Maildir reader may have moved it from new/ to cur/.
                 let moved = self
@@ -267,9 +375,8 @@ impl MailStore for Maildirs {
                     .into_iter()
                     .find(|m| m.uid == msg.uid)
                     .ok_or_else(|| StoreError::NotFound(format!("message {}", msg.uid)))?;
-                Ok(Box::new(File::open(
-                    self.mailbox(account).join(moved.locator),
-                )?))
+                let f = File::open(self.mailbox(account).join(&moved.locator))?;
+                Ok(as_sent(&moved.locator, f))
             }
             Err(e) => Err(e.into()),
         }
@@ -390,11 +497,54 @@ mod tests {
     #[test]
     fn sizes_from_names() {
         let size = |n: &str| parse_name(n).unwrap().1;
-        assert_eq!(size("1.M2P3Q4.h,S=57,W=57"), Some(57));
-        assert_eq!(size("1.M2P3Q4.h,S=57,W=57:2,S"), Some(57));
-        // Written by Dovecot with LF line ends: RETR sends the 100 octets.
-        assert_eq!(size("1.M2P3.dovecot,S=100,W=104:2,"), Some(100));
-        assert_eq!(size("1.M2P3.mutt:2,S"), None);
+        assert_eq!(size("1.M2P3Q4.h,S=57,W=57"), Stored::Crlf(57));
+        assert_eq!(size("1.M2P3Q4.h,S=57,W=57:2,S"), Stored::Crlf(57));
+        // Written by Dovecot with LF line ends: RETR sends the CRLF 104.
+        assert_eq!(size("1.M2P3.dovecot,S=100,W=104:2,"), Stored::Lf(Some(104)));
+        assert_eq!(size("1.M2P3.mutt:2,S"), Stored::Lf(None));
+    }
+
+    #[test]
+    fn crlf_reader_converts_bare_lf_and_ends_with_crlf() {
+        let read = |input: &[u8]| {
+            let mut out = Vec::new();
+            CrlfReader::new(input).read_to_end(&mut out).unwrap();
+            out
+        };
+        assert_eq!(read(b"a\nb\r\nc"), b"a\r\nb\r\nc\r\n");
+        assert_eq!(read(b"a\r\n"), b"a\r\n");
+        assert_eq!(read(b""), b"");
+        // A CR LF pair split across reads stays one pair.
+        let big: Vec<u8> = [vec![b'x'; 16 * 1024 - 1], b"\r\ny\n".to_vec()].concat();
+        let out = read(&big);
+        assert!(out.ends_with(b"x\r\ny\r\n"), "{:?}", &out[out.len() - 8..]);
+        assert_eq!(out.len(), big.len() + 1);
+        // Our own CRLF files are what copy_crlf stored.
+        let mut stored = Vec::new();
+        copy_crlf(&mut &big[..], &mut stored, u64::MAX).unwrap();
+        assert_eq!(out, stored);
+    }
+
+    #[test]
+    fn files_written_by_other_programs_are_listed_and_read_as_crlf() {
+        let dir = tempfile::tempdir().unwrap();
+        let md = Maildirs::new(dir.path().to_path_buf(), "h").unwrap();
+        let a = account("a");
+        md.deliver(std::slice::from_ref(&a), b"", &mut &b"ours\n"[..], 100)
+            .unwrap();
+        let lf = b"Subject: lf\n\nline one\nline two\n";
+        fs::write(dir.path().join("a/new/2.M1P1.procmail"), lf).unwrap();
+        fs::write(dir.path().join("a/cur/3.M1P1.dovecot,S=31,W=35:2,S"), lf).unwrap();
+        let listed = md.list(&a).unwrap();
+        assert_eq!(listed.len(), 3);
+        for m in &listed {
+            let mut sent = Vec::new();
+            md.open(&a, m).unwrap().read_to_end(&mut sent).unwrap();
+            assert_eq!(sent.len() as u64, m.size, "{}", m.locator);
+            assert!(!sent.windows(2).any(|w| w[1] == b'\n' && w[0] != b'\r'));
+            assert!(sent.ends_with(b"\r\n"));
+        }
+        assert_eq!(listed[1].size, 35);
     }
 
     #[test]

@@ -30,6 +30,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("message too large")]
     TooLarge,
+    /// Every store slot stayed taken for the configured wait: the server is
+    /// saturated and the caller answers with a temporary error.
+    #[error("the store is busy")]
+    Busy,
 }
 
 impl StoreError {
@@ -185,7 +189,21 @@ pub struct Store {
     pub locks: Arc<dyn LockStore>,
     pub grants: Arc<dyn GrantStore>,
     pub queue: Arc<dyn QueueStore>,
+    calls: Arc<CallGate>,
 }
+
+/// Store calls run on tokio's blocking threads; this bounds how many run at
+/// once, so that a flood of one kind of work (logins, say) cannot take every
+/// thread, and a caller that cannot get a slot in time fails fast.
+struct CallGate {
+    slots: tokio::sync::Semaphore,
+    wait: std::time::Duration,
+}
+
+/// Store calls at once unless [`Store::bound_calls`] says otherwise: SQLite
+/// serialises writers anyway, so more threads would only wait on its lock.
+const DEFAULT_STORE_CALLS: usize = 32;
+const DEFAULT_STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
     /// The embedded backend: SQLite and Maildir under `data_dir`.
@@ -203,19 +221,41 @@ impl Store {
             locks: db.clone(),
             grants: db,
             queue,
+            calls: Arc::new(CallGate {
+                slots: tokio::sync::Semaphore::new(DEFAULT_STORE_CALLS),
+                wait: DEFAULT_STORE_WAIT,
+            }),
         })
     }
 
-    /// Runs blocking store work off the async executor.
+    /// At most `calls` store calls run at once; a call that waits longer
+    /// than `wait` for its turn fails with [`StoreError::Busy`].
+    pub fn bound_calls(mut self, calls: usize, wait: std::time::Duration) -> Store {
+        self.calls = Arc::new(CallGate {
+            slots: tokio::sync::Semaphore::new(calls),
+            wait,
+        });
+        self
+    }
+
+    /// Runs blocking store work off the async executor, within the store's
+    /// bound on calls at once.
     pub async fn run<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Store) -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
+        let gate = &self.calls;
+        let slot = match tokio::time::timeout(gate.wait, gate.slots.acquire()).await {
+            Ok(Ok(slot)) => slot,
+            _ => return Err(StoreError::Busy),
+        };
         let store = self.clone();
-        tokio::task::spawn_blocking(move || f(&store))
+        let result = tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")))?
+            .map_err(|e| StoreError::Invalid(format!("store task failed: {e}")));
+        drop(slot);
+        result?
     }
 }
 

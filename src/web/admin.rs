@@ -134,10 +134,12 @@ pub async fn accounts(ctx: Ctx, body: Bytes) -> Response {
         match action.as_str() {
             "disable" | "enable" => {
                 store.accounts.set_disabled(&a.name, action == "disable")?;
+                web.app.auth.forget(a.id);
                 Done::said(format!("{action}d {}", a.name))
             }
             "reset" => {
-                let pw = crate::cli::reset_password(store, &a.name)?;
+                let pw = crate::cli::reset_password(store, &config.auth.policy(), &a.name)?;
+                web.app.auth.forget(a.id);
                 sessions.end_others(&a.name, None);
                 Ok(Done {
                     summary: format!("new password for {}", a.name),

@@ -66,9 +66,14 @@ pub async fn run(app: Arc<App>, listener: Listener, tcp: TcpListener) {
     let router = router(web);
     let acceptor = app.tls.clone();
     let limits = app.config.limits.clone();
-    let too_many: &[u8] =
+    let unavailable: &[u8] =
         b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-    crate::net::accept_loop(tcp, &limits, too_many, move |stream, peer| {
+    let refusals = crate::net::Refusals {
+        per_client: unavailable,
+        busy: unavailable,
+    };
+    let fds = app.fds.clone();
+    crate::net::accept_loop(tcp, &limits, fds, refusals, move |stream, peer| {
         let router = router.clone();
         let acceptor = acceptor.clone();
         async move {

@@ -390,11 +390,15 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
     let result = web
         .app
         .auth
-        .verify_async(login.clone(), Credential::Password(password), Purpose::Web)
+        .login(
+            ctx.ip,
+            login.clone(),
+            Credential::Password(password),
+            Purpose::Web,
+        )
         .await;
     match result {
         AuthResult::Ok(account) => {
-            failures.succeeded(ctx.ip);
             if let Some((old, _)) = &ctx.session {
                 web.sessions.remove(old);
             }
@@ -406,9 +410,7 @@ pub async fn login(ctx: Ctx, State(web): State<Arc<Web>>, body: Bytes) -> Respon
             res
         }
         AuthResult::Failed => {
-            let delay = failures.failed(ctx.ip);
             tracing::info!(ip = %ctx.ip, "portal login failed");
-            tokio::time::sleep(delay).await;
             let n = Notice::Bad.html(l.t(
                 "アカウント名またはパスワードが正しくありません。",
                 "The account name or password is incorrect.",

@@ -6,7 +6,7 @@ use super::form::Form;
 use super::layout::{csrf_field, esc, page, port_text, Notice};
 use super::session::{Ctx, User};
 use super::Lang;
-use crate::auth::{hash_password, AuthResult, Credential, Purpose};
+use crate::auth::{AuthResult, Credential, Purpose};
 use crate::config::{Config, Listener, Protocol, RelayBy, TlsMode};
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -54,7 +54,8 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
     }
     let auth = &ctx.app().auth;
     let checked = auth
-        .verify_async(
+        .login(
+            ctx.ip,
             user.account.name.clone(),
             Credential::Password(current.to_string()),
             Purpose::Web,
@@ -63,7 +64,6 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
     match checked {
         AuthResult::Ok(_) => {}
         AuthResult::Failed => {
-            tokio::time::sleep(auth.failures.failed(ctx.ip)).await;
             let n = Notice::Bad.html(l.t(
                 "現在のパスワードが正しくありません。",
                 "The current password is incorrect.",
@@ -75,15 +75,19 @@ pub async fn change_password(ctx: Ctx, body: Bytes) -> Response {
             return ctx.unavailable();
         }
     }
-    let (name, new) = (user.account.name.clone(), new.to_string());
+    let Some(hash) = auth.hash(new).await else {
+        return ctx.unavailable();
+    };
+    let name = user.account.name.clone();
     if let Err(e) = ctx
         .app()
         .store
-        .run(move |s| s.accounts.set_password(&name, &hash_password(&new)))
+        .run(move |s| s.accounts.set_password(&name, &hash))
         .await
     {
         return ctx.store_error(e);
     }
+    auth.forget(user.account.id);
     let current = ctx.session.as_ref().map(|(id, _)| id.as_str());
     ctx.web.sessions.end_others(&user.account.name, current);
     tracing::info!(account = %user.account.name, "password changed in the portal");
@@ -104,13 +108,18 @@ pub async fn smtp_password(ctx: Ctx, body: Bytes) -> Response {
     let name = user.account.name.clone();
     let notice = match form.get("action") {
         Some("issue") => {
+            let pw = crate::cli::generate_password();
+            let Some(hash) = ctx.app().auth.hash(&pw).await else {
+                return ctx.unavailable();
+            };
+            ctx.app().auth.forget(user.account.id);
             match ctx
                 .app()
                 .store
-                .run(move |s| crate::cli::issue_smtp_password(s, &name))
+                .run(move |s| s.accounts.set_smtp_password(&name, Some(&hash)))
                 .await
             {
-                Ok(pw) => {
+                Ok(()) => {
                     user.account.smtp_password_hash = Some(String::new());
                     Notice::Good.html(&format!(
                         "<p>{}</p><p><span class=\"secret\">{}</span></p><p>{}</p>",

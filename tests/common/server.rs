@@ -66,6 +66,8 @@ pub struct TestServer {
     addrs: HashMap<String, SocketAddr>,
     /// Lines the server printed to stderr, collected in the background.
     log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Soft and hard RLIMIT_NOFILE of the server process, when set.
+    fd_limit: Option<u64>,
 }
 
 impl TestServer {
@@ -73,6 +75,21 @@ impl TestServer {
     /// tables); `listeners` is the `[[listener]]` list (e.g. [`LISTENERS`]).
     /// `data_dir`, `hostname` and `local_domains` are set unless `head` does.
     pub fn start(head: &str, listeners: &str) -> TestServer {
+        let mut s = Self::configure(head, listeners);
+        s.spawn();
+        s
+    }
+
+    /// Like [`Self::start`], under an open-file limit of `nofile` (soft and
+    /// hard, so the server cannot raise it).
+    pub fn start_with_fd_limit(head: &str, listeners: &str, nofile: u64) -> TestServer {
+        let mut s = Self::configure(head, listeners);
+        s.fd_limit = Some(nofile);
+        s.spawn();
+        s
+    }
+
+    fn configure(head: &str, listeners: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut text = String::new();
         if !head.contains("data_dir") {
@@ -94,15 +111,14 @@ impl TestServer {
         text += listeners;
         let config = dir.path().join("betomail.toml");
         std::fs::write(&config, text).unwrap();
-        let mut s = TestServer {
+        TestServer {
             child: None,
             dir,
             config,
             addrs: HashMap::new(),
             log: Default::default(),
-        };
-        s.spawn();
-        s
+            fd_limit: None,
+        }
     }
 
     /// The SPEC's listener set with defaults.
@@ -132,6 +148,9 @@ impl TestServer {
                 }
                 Ok(())
             });
+        }
+        if let Some(n) = self.fd_limit {
+            limit_open_files(&mut command, n);
         }
         let mut child = command.spawn().expect("starting betomail serve");
         // Ours closed, the read below ends if the server exits before ready.
@@ -200,6 +219,21 @@ impl TestServer {
         assert!(out.status.success(), "deliver: {out:?}");
     }
 
+    /// The server process, for reading its `/proc/<pid>` entries.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server running").id()
+    }
+
+    /// A `/proc/<pid>/status` figure in KiB, e.g. `VmRSS` or `VmHWM` (peak).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc status"))
+    }
+
     /// SIGKILL: no chance to clean up, as in a crash.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -234,6 +268,24 @@ fn ready_listeners(line: &str) -> Option<HashMap<String, SocketAddr>> {
         .iter()
         .map(|(name, addr)| Some((name.clone(), addr.as_str()?.parse().ok()?)))
         .collect()
+}
+
+/// Runs `cmd` under an open-file limit of `n`, soft and hard.
+pub fn limit_open_files(cmd: &mut Command, n: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: n as libc::rlim_t,
+        rlim_max: n as libc::rlim_t,
+    };
+    // SAFETY: setrlimit is async-signal-safe, as pre_exec requires.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }
 
 fn unsafe_sigterm(pid: u32) {
