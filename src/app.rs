@@ -40,9 +40,14 @@ impl App {
     }
 
     pub fn new(config: Config) -> anyhow::Result<Arc<App>> {
+        let dns = Dns::new(&config.dns).context("setting up the DNS resolver")?;
+        Self::with_dns(config, dns)
+    }
+
+    /// As [`App::new`] with the given DNS (a scripted resolver in tests).
+    pub fn with_dns(config: Config, dns: Dns) -> anyhow::Result<Arc<App>> {
         let store = Self::open_store(&config)?
             .bound_calls(config.limits.store_calls, config.limits.store_wait);
-        let dns = Dns::new(&config.dns).context("setting up the DNS resolver")?;
         let tls = crate::tls::acceptor(&config)?;
         let failures = FailureTracker::new(FailurePolicy {
             base: config.limits.auth_failure_delay,

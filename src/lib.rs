@@ -9,6 +9,7 @@ pub mod delivery;
 pub mod dns;
 pub mod net;
 pub mod pop3;
+pub mod ready;
 pub mod server;
 pub mod smtp;
 pub mod store;

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use tokio::net::TcpListener;
 
 pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let ready = crate::ready::ReadySignal::from_env()?;
     let limit = match crate::net::raise_nofile_limit() {
         Ok((before, now)) => {
             tracing::info!(before, now, "open-file limit raised to the hard limit");
@@ -31,8 +32,10 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
         app.config.data_dir().display()
     );
     let mut own_smtp = Vec::new();
+    let mut bound_addrs = Vec::new();
     for (l, tcp) in bound {
         let addr = tcp.local_addr()?;
+        bound_addrs.push((l.name.clone(), addr));
         if l.protocol == Protocol::Smtp {
             own_smtp.push(addr);
         }
@@ -57,6 +60,9 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     tokio::spawn(purge_grants(app.clone()));
     tokio::spawn(crate::delivery::outbound::run(app.clone(), own_smtp));
+    if let Some(ready) = ready {
+        ready.send(&bound_addrs)?;
+    }
     shutdown_signal().await;
     tracing::info!("shutting down");
     Ok(())

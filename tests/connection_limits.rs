@@ -99,7 +99,7 @@ fn near_the_open_file_limit_clients_are_refused_and_mail_is_stored() {
         "-ERR [SYS/TEMP] Too many connections, try again later"
     );
     assert!(tx.cmd(".").starts_with("250 "));
-    assert_eq!(maildir_files(&s, "btm0001").len(), 1);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 1);
     drop(held.pop());
     assert!(wait_until(std::time::Duration::from_secs(5), || {
         greeting(&mut Client::connect(mx)).starts_with("220")

@@ -92,7 +92,7 @@ fn operator_clears_a_lock() {
         held.cmd("QUIT"),
         "-ERR [IN-USE] Mailbox lock was lost; closing without changes."
     );
-    assert_eq!(maildir_files(&s, "btm0001").len(), 1);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 1);
 }
 
 #[test]

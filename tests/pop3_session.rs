@@ -18,10 +18,7 @@ fn commands_and_dot_stuffing() {
     let dotted = msg("dots", ".leading dot\n..two dots\n.\nend\n");
     s.deliver("btm0001", &dotted);
     s.deliver("btm0001", &msg("second", "hello\n"));
-    let stored: Vec<Vec<u8>> = maildir_files(&s, "btm0001")
-        .iter()
-        .map(|p| std::fs::read(p).unwrap())
-        .collect();
+    let stored: Vec<Vec<u8>> = mailbox(&s.data_dir(), "btm0001");
     let crlf = |m: &[u8]| String::from_utf8(m.to_vec()).unwrap().replace('\n', "\r\n");
 
     let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
@@ -91,14 +88,14 @@ fn dele_needs_quit_and_new_mail_survives() {
         }
         ok
     }));
-    assert_eq!(maildir_files(&s, "btm0001").len(), 2);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 2);
 
     // RSET undoes the marks.
     let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
     c.cmd("DELE 1");
     assert!(c.cmd("RSET").starts_with("+OK 2 messages"));
     c.cmd("QUIT");
-    assert_eq!(maildir_files(&s, "btm0001").len(), 2);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 2);
 
     // Mail that arrives during a session is not touched by its DELE/QUIT.
     let mut c = pop_login(s.addr("pop"), "btm0001", "pw");
@@ -114,9 +111,9 @@ fn dele_needs_quit_and_new_mail_survives() {
         c.cmd("QUIT"),
         "+OK betomail POP3 server signing off (2 messages deleted)."
     );
-    let left = maildir_files(&s, "btm0001");
+    let left = mailbox(&s.data_dir(), "btm0001");
     assert_eq!(left.len(), 1);
-    let text = String::from_utf8(std::fs::read(&left[0]).unwrap()).unwrap();
+    let text = String::from_utf8(left[0].clone()).unwrap();
     assert!(text.contains("Subject: during"), "{text}");
 }
 

@@ -96,5 +96,5 @@ p.quit()
     assert_eq!(stat[0], 1, "{seen}");
     assert!(stat[1] < 10_000, "{seen}");
     assert!(!seen.contains("Huge attachment"), "{seen}");
-    assert_eq!(maildir_files(&s, "btm0001").len(), 1);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 1);
 }

@@ -444,7 +444,7 @@ fn remote_mail_lists_pages_views_and_deletes() {
     let after = b.get("/mail?page=2&deleted=1").body;
     assert!(after.contains("Deleted 1 message(s)."));
     assert!(after.contains("30 message(s)"));
-    assert_eq!(maildir_files(&s, "btm0001").len(), 30);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 30);
     // The web let go of the POP lock.
     pop_login(s.addr("pop"), "btm0001", "secret-pw1").cmd("QUIT");
 }
@@ -469,13 +469,13 @@ fn remote_mail_honors_the_pop_lock() {
     let r = b.post("/mail/delete", &[("csrf", &csrf), ("uid", &uid)]);
     assert_eq!(r.status, 409);
     assert!(r.body.contains("frees the lock the moment"));
-    assert_eq!(maildir_files(&s, "btm0001").len(), 1);
+    assert_eq!(mailbox(&s.data_dir(), "btm0001").len(), 1);
 
     // The POP session ends: the lock is gone at once and the delete works.
     pop.cmd("QUIT");
     let r = b.post("/mail/delete", &[("csrf", &csrf), ("uid", &uid)]);
     assert_eq!(r.status, 303);
-    assert!(maildir_files(&s, "btm0001").is_empty());
+    assert!(mailbox(&s.data_dir(), "btm0001").is_empty());
 }
 
 #[test]

@@ -1,9 +1,11 @@
 //! DNS: the forward-confirmed reverse DNS check of SEED-8 (with a verdict
-//! cache), and the MX / address lookups of outbound delivery. All through
-//! one hickory resolver pointed at the configured nameservers.
+//! cache), and the MX / address lookups of outbound delivery. The lookups
+//! go through a [`Resolve`]r: hickory pointed at the configured nameservers
+//! in service, a scripted one in unit tests.
 
 use crate::config::{DnsConfig, FcrdnsMode, OnDnsError};
-use futures_util::StreamExt;
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use hickory_resolver::config::{NameServerConfig, NameServerConfigGroup, Protocol, ResolverOpts};
 use hickory_resolver::error::{ResolveError, ResolveErrorKind};
 use hickory_resolver::name_server::{GenericConnector, NameServerPool, TokioRuntimeProvider};
@@ -15,6 +17,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+#[cfg(test)]
+pub mod scripted;
 
 /// The outcome of SEED-8's check for one IP.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -144,21 +149,39 @@ pub enum MxAnswer {
 #[error("DNS lookup failed temporarily: {0}")]
 pub struct TempDnsError(pub String);
 
-/// Queries go to the nameservers directly, not through hickory's caching
-/// resolver: that one answers every 127.0.0.0/8 PTR with "localhost"
-/// (RFC 6761), and betomail must see what the DNS says for each client.
+/// The FCrDNS check and MX routing over a [`Resolve`]r.
 pub struct Dns {
-    pool: NameServerPool<GenericConnector<TokioRuntimeProvider>>,
-    timeout: Duration,
+    resolver: Box<dyn Resolve>,
     cache: Mutex<HashMap<IpAddr, (Instant, FcrdnsReport)>>,
     cache_ttl: Duration,
     max_ptr: usize,
 }
 
+/// The lookups the FCrDNS check and MX routing need. Names are absolute.
+pub trait Resolve: Send + Sync {
+    /// The PTR names of `ip`.
+    fn ptr(&self, ip: IpAddr) -> BoxFuture<'_, Lookup<Vec<Name>>>;
+    /// The A and AAAA addresses of `name`.
+    fn addrs(&self, name: Name) -> BoxFuture<'_, Lookup<Vec<IpAddr>>>;
+    /// The MX records of `name` as answered, in any order; the host of a
+    /// null MX (RFC 7505) is "".
+    fn mx(&self, name: Name) -> BoxFuture<'_, Lookup<Vec<MxHost>>>;
+}
+
+/// Queries go to the nameservers directly, not through hickory's caching
+/// resolver: that one answers every 127.0.0.0/8 PTR with "localhost"
+/// (RFC 6761), and betomail must see what the DNS says for each client.
+pub struct HickoryResolver {
+    pool: NameServerPool<GenericConnector<TokioRuntimeProvider>>,
+    timeout: Duration,
+}
+
 /// Bounded so a flood of distinct client IPs cannot grow memory.
 const CACHE_MAX: usize = 100_000;
 
-enum Lookup<T> {
+/// What one lookup found.
+#[derive(Debug, Clone)]
+pub enum Lookup<T> {
     Found(T),
     NoRecords { nxdomain: bool },
     Temp(String),
@@ -209,8 +232,8 @@ fn reverse_name(ip: IpAddr) -> Name {
     }
 }
 
-impl Dns {
-    pub fn new(cfg: &DnsConfig) -> Result<Dns, TempDnsError> {
+impl HickoryResolver {
+    pub fn new(cfg: &DnsConfig) -> Result<HickoryResolver, TempDnsError> {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_millis(cfg.timeout_ms);
         opts.attempts = 1;
@@ -237,12 +260,9 @@ impl Dns {
             opts,
             GenericConnector::new(TokioRuntimeProvider::new()),
         );
-        Ok(Dns {
+        Ok(HickoryResolver {
             pool,
             timeout: Duration::from_millis(cfg.timeout_ms),
-            cache: Mutex::new(HashMap::new()),
-            cache_ttl: Duration::from_secs(cfg.cache_seconds),
-            max_ptr: cfg.max_ptr_names.max(1),
         })
     }
 
@@ -313,6 +333,70 @@ impl Dns {
             Lookup::NoRecords { nxdomain }
         }
     }
+}
+
+impl Resolve for HickoryResolver {
+    fn ptr(&self, ip: IpAddr) -> BoxFuture<'_, Lookup<Vec<Name>>> {
+        async move {
+            match self.query(reverse_name(ip), RecordType::PTR).await {
+                Lookup::Found(l) => Lookup::Found(
+                    l.into_iter()
+                        .filter_map(|r| match r {
+                            RData::PTR(p) => Some(p.0),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                Lookup::NoRecords { nxdomain } => Lookup::NoRecords { nxdomain },
+                Lookup::Temp(e) => Lookup::Temp(e),
+            }
+        }
+        .boxed()
+    }
+
+    fn addrs(&self, name: Name) -> BoxFuture<'_, Lookup<Vec<IpAddr>>> {
+        self.query_addrs(name).boxed()
+    }
+
+    fn mx(&self, name: Name) -> BoxFuture<'_, Lookup<Vec<MxHost>>> {
+        async move {
+            match self.query(name, RecordType::MX).await {
+                Lookup::Found(l) => Lookup::Found(
+                    l.iter()
+                        .filter_map(|r| match r {
+                            RData::MX(mx) => Some(MxHost {
+                                preference: mx.preference(),
+                                host: ascii_name(mx.exchange()),
+                            }),
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                Lookup::NoRecords { nxdomain } => Lookup::NoRecords { nxdomain },
+                Lookup::Temp(e) => Lookup::Temp(e),
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Dns {
+    /// Hickory on the configured nameservers.
+    pub fn new(cfg: &DnsConfig) -> Result<Dns, TempDnsError> {
+        Ok(Self::with_resolver(
+            Box::new(HickoryResolver::new(cfg)?),
+            cfg,
+        ))
+    }
+
+    pub fn with_resolver(resolver: Box<dyn Resolve>, cfg: &DnsConfig) -> Dns {
+        Dns {
+            resolver,
+            cache: Mutex::new(HashMap::new()),
+            cache_ttl: Duration::from_secs(cfg.cache_seconds),
+            max_ptr: cfg.max_ptr_names.max(1),
+        }
+    }
 
     /// SEED-8's check, cached per IP (temporary failures are not cached).
     pub async fn fcrdns(&self, ip: IpAddr) -> FcrdnsReport {
@@ -352,14 +436,8 @@ impl Dns {
         // The names as received are looked up; shown, they are ASCII (an IDN
         // stays in its xn-- form, odd octets escaped): the text goes into
         // protocol replies.
-        let names: Vec<Name> = match self.query(reverse_name(ip), RecordType::PTR).await {
-            Lookup::Found(l) => l
-                .into_iter()
-                .filter_map(|r| match r {
-                    RData::PTR(p) => Some(p.0),
-                    _ => None,
-                })
-                .collect(),
+        let names: Vec<Name> = match self.resolver.ptr(ip).await {
+            Lookup::Found(l) => l,
             Lookup::NoRecords { .. } => return report,
             Lookup::Temp(e) => {
                 tracing::info!(%ip, error = %e, "PTR lookup failed");
@@ -374,7 +452,7 @@ impl Dns {
         let mut temp = false;
         let mut any_forward = false;
         for (fqdn, name) in names.into_iter().zip(&report.ptr).take(self.max_ptr) {
-            match self.query_addrs(fqdn).await {
+            match self.resolver.addrs(fqdn).await {
                 Lookup::Found(l) => {
                     let addrs: Vec<IpAddr> = l.iter().map(|a| a.to_canonical()).collect();
                     any_forward |= !addrs.is_empty();
@@ -407,18 +485,8 @@ impl Dns {
     /// MX hosts of `domain` for delivery (RFC 5321 5.1, RFC 7505).
     pub async fn mx(&self, domain: &str) -> Result<MxAnswer, TempDnsError> {
         let fqdn = absolute(domain).ok_or_else(|| TempDnsError(format!("bad domain {domain}")))?;
-        match self.query(fqdn, RecordType::MX).await {
-            Lookup::Found(l) => {
-                let mut hosts: Vec<MxHost> = l
-                    .iter()
-                    .filter_map(|r| match r {
-                        RData::MX(mx) => Some(MxHost {
-                            preference: mx.preference(),
-                            host: ascii_name(mx.exchange()),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
+        match self.resolver.mx(fqdn).await {
+            Lookup::Found(mut hosts) => {
                 if hosts.len() == 1 && hosts[0].host.is_empty() {
                     return Ok(MxAnswer::NullMx);
                 }
@@ -440,7 +508,7 @@ impl Dns {
             return Ok(vec![ip]);
         }
         let fqdn = absolute(host).ok_or_else(|| TempDnsError(format!("bad host name {host}")))?;
-        match self.query_addrs(fqdn).await {
+        match self.resolver.addrs(fqdn).await {
             Lookup::Found(l) => Ok(l),
             Lookup::NoRecords { .. } => Ok(Vec::new()),
             Lookup::Temp(e) => Err(TempDnsError(e)),
@@ -492,6 +560,139 @@ mod tests {
                 OnDnsError::Tempfail
             ),
             TempFail
+        );
+    }
+
+    /// The FCrDNS check over `resolver`, with the default `[dns]` settings.
+    fn dns(resolver: scripted::ScriptedResolver) -> Dns {
+        let cfg: DnsConfig = toml::from_str("").unwrap();
+        Dns::with_resolver(Box::new(resolver), &cfg)
+    }
+
+    async fn verdict(dns: &Dns, ip: &str) -> FcrdnsReport {
+        dns.fcrdns(ip.parse().unwrap()).await
+    }
+
+    /// The client hosts of the end-to-end FCRDNS_RECORDS, scripted.
+    fn hosts() -> scripted::ScriptedResolver {
+        scripted::ScriptedResolver::default()
+            .with_ptr("127.0.0.2", &["good.test"])
+            .with_host("good.test", &["127.0.0.2"])
+            .with_ptr("127.0.0.3", &["bad.test"])
+            .with_host("bad.test", &["127.0.0.99"])
+            .with_ptr("127.0.0.4", &["noa.test"])
+            .with_ptr("127.0.0.6", &["other.test", "multi.test"])
+            .with_host("other.test", &["127.0.0.98"])
+            .with_host("multi.test", &["127.0.0.6"])
+            .failing_ptr("127.0.0.9")
+            .with_ptr("127.0.0.10", &["slow.test"])
+            .failing_host("slow.test")
+    }
+
+    #[tokio::test]
+    async fn verdicts_for_each_kind_of_host() {
+        let dns = dns(hosts());
+        let r = verdict(&dns, "127.0.0.2").await;
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.ptr, ["good.test"]);
+
+        let r = verdict(&dns, "127.0.0.3").await;
+        assert_eq!(r.verdict, Verdict::Mismatch, "{r:?}");
+        assert_eq!(
+            r.forward["bad.test"],
+            ["127.0.0.99".parse::<IpAddr>().unwrap()]
+        );
+
+        let r = verdict(&dns, "127.0.0.4").await;
+        assert_eq!(r.verdict, Verdict::NoForward, "{r:?}");
+        assert!(r.forward["noa.test"].is_empty(), "{r:?}");
+
+        assert_eq!(verdict(&dns, "127.0.0.5").await.verdict, Verdict::NoPtr);
+        assert_eq!(verdict(&dns, "127.0.0.9").await.verdict, Verdict::Temperror);
+        assert_eq!(
+            verdict(&dns, "127.0.0.10").await.verdict,
+            Verdict::Temperror
+        );
+    }
+
+    #[tokio::test]
+    async fn any_ptr_name_that_resolves_back_passes() {
+        let r = verdict(&dns(hosts()), "127.0.0.6").await;
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+        assert_eq!(r.ptr, ["other.test", "multi.test"]);
+        assert_eq!(r.forward.len(), 2, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn ptr_names_past_max_ptr_names_are_not_tried() {
+        let mut resolver = scripted::ScriptedResolver::default();
+        let names: Vec<String> = (0..5).map(|i| format!("n{i}.test")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        resolver = resolver.with_ptr("127.0.0.7", &refs);
+        for n in &names[..4] {
+            resolver = resolver.with_host(n, &["127.0.0.98"]);
+        }
+        // Only the fifth name (past the default of 4) resolves back.
+        resolver = resolver.with_host(&names[4], &["127.0.0.7"]);
+        let r = verdict(&dns(resolver), "127.0.0.7").await;
+        assert_eq!(r.verdict, Verdict::Mismatch, "{r:?}");
+        assert_eq!(r.forward.len(), 4, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn ipv4_mapped_ipv6_is_checked_as_ipv4() {
+        let r = verdict(&dns(hosts()), "::ffff:127.0.0.3").await;
+        assert_eq!(r.verdict, Verdict::Mismatch, "{r:?}");
+        assert_eq!(r.ip, "127.0.0.3".parse::<IpAddr>().unwrap());
+        let r = verdict(&dns(hosts()), "::ffff:127.0.0.2").await;
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn an_ipv6_client_passes_on_its_aaaa() {
+        let resolver = scripted::ScriptedResolver::default()
+            .with_ptr("2001:db8::25", &["v6.test"])
+            .with_host("v6.test", &["192.0.2.1", "2001:db8::25"]);
+        let r = verdict(&dns(resolver), "2001:db8::25").await;
+        assert_eq!(r.verdict, Verdict::Pass, "{r:?}");
+    }
+
+    #[tokio::test]
+    async fn verdicts_are_cached_but_temporary_failures_are_not() {
+        let dns = dns(hosts());
+        verdict(&dns, "127.0.0.3").await;
+        verdict(&dns, "127.0.0.9").await;
+        let cached = dns.cache.lock().unwrap();
+        assert!(cached.contains_key(&"127.0.0.3".parse::<IpAddr>().unwrap()));
+        assert!(!cached.contains_key(&"127.0.0.9".parse::<IpAddr>().unwrap()));
+    }
+
+    #[tokio::test]
+    async fn mx_answers_in_preference_order_and_null_mx() {
+        let resolver = scripted::ScriptedResolver::default()
+            .with_mx("far.test", &[(20, "b.far.test"), (10, "a.far.test")])
+            .with_mx("null.test", &[(0, "")])
+            .with_host("plain.test", &["127.0.0.28"]);
+        let dns = dns(resolver);
+        let hosts = |h: &[(u16, &str)]| {
+            MxAnswer::Hosts(
+                h.iter()
+                    .map(|&(preference, host)| MxHost {
+                        preference,
+                        host: host.into(),
+                    })
+                    .collect(),
+            )
+        };
+        assert_eq!(
+            dns.mx("far.test").await.unwrap(),
+            hosts(&[(10, "a.far.test"), (20, "b.far.test")])
+        );
+        assert_eq!(dns.mx("null.test").await.unwrap(), MxAnswer::NullMx);
+        assert_eq!(dns.mx("nowhere.test").await.unwrap(), MxAnswer::NoDomain);
+        assert_eq!(
+            dns.addresses("plain.test").await.unwrap(),
+            ["127.0.0.28".parse::<IpAddr>().unwrap()]
         );
     }
 

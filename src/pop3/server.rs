@@ -438,3 +438,84 @@ fn read_chunks(
         }
     }
 }
+
+/// SEED-8 at connect, in-process on a scripted resolver (the end-to-end
+/// twins with dnsmasq are in tests/pop3_fcrdns.rs).
+#[cfg(test)]
+mod fcrdns_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::dns::scripted::ScriptedResolver;
+    use crate::dns::Dns;
+
+    const LISTENERS: &str = r#"
+portal_url = "http://portal.be.test:8080"
+[[listener]]
+name = "pop"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+[[listener]]
+name = "tempfail"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+on_dns_error = "tempfail"
+[[listener]]
+name = "strict"
+protocol = "pop3"
+bind = "127.0.0.1:0"
+fcrdns = "require-ptr"
+"#;
+
+    /// An app whose DNS knows a mismatched host (.3), a host without
+    /// forward records (.4) and one whose lookup fails (.9).
+    fn app(dir: &tempfile::TempDir) -> Arc<App> {
+        let config = Config::parse(&format!("data_dir = {:?}\n{LISTENERS}", dir.path())).unwrap();
+        let resolver = ScriptedResolver::default()
+            .with_ptr("127.0.0.3", &["bad.test"])
+            .with_host("bad.test", &["127.0.0.99"])
+            .with_ptr("127.0.0.4", &["noa.test"])
+            .failing_ptr("127.0.0.9");
+        let dns = Dns::with_resolver(Box::new(resolver), &config.dns);
+        App::with_dns(config, dns).unwrap()
+    }
+
+    async fn greeting(app: &App, listener: &str, ip: &str) -> Option<String> {
+        let listener = app.config.listener(listener).unwrap();
+        fcrdns_refusal(app, listener, ip.parse().unwrap()).await
+    }
+
+    #[tokio::test]
+    async fn refusals_name_the_host_and_the_check_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&dir);
+        let g = greeting(&app, "pop", "127.0.0.3").await.unwrap();
+        assert!(g.starts_with("-ERR [SYS/PERM] "), "{g}");
+        assert!(g.contains("127.0.0.3") && g.contains("bad.test"), "{g}");
+        assert!(g.contains("do not match"), "{g}");
+        assert!(g.contains("http://portal.be.test:8080/dns-check"), "{g}");
+        let g = greeting(&app, "pop", "127.0.0.4").await.unwrap();
+        assert!(
+            g.starts_with("-ERR [SYS/PERM] ") && g.contains("no forward"),
+            "{g}"
+        );
+        // No PTR and a failed lookup let the client in by default.
+        assert_eq!(greeting(&app, "pop", "127.0.0.5").await, None);
+        assert_eq!(greeting(&app, "pop", "127.0.0.9").await, None);
+    }
+
+    #[tokio::test]
+    async fn tempfail_option_and_require_ptr() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = app(&dir);
+        let g = greeting(&app, "tempfail", "127.0.0.9").await.unwrap();
+        assert!(
+            g.starts_with("-ERR [SYS/TEMP] ") && g.contains("127.0.0.9"),
+            "{g}"
+        );
+        let g = greeting(&app, "strict", "127.0.0.5").await.unwrap();
+        assert!(
+            g.starts_with("-ERR [SYS/PERM] ") && g.contains("127.0.0.5"),
+            "{g}"
+        );
+    }
+}
