@@ -98,6 +98,7 @@ impl Authenticator {
             cfg.workers(),
             cfg.queue(),
             cfg.max_hash_memory_kib,
+            cfg.max_hash_iterations,
         );
         Authenticator {
             store,
