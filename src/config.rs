@@ -281,6 +281,9 @@ pub struct AuthConfig {
     /// not checked: one login must not be able to take gigabytes.
     #[serde(default = "default_max_hash_memory")]
     pub max_hash_memory_kib: u32,
+    /// Likewise for argon2 passes (t): a hash of more is not checked.
+    #[serde(default = "default_max_hash_iterations")]
+    pub max_hash_iterations: u32,
     /// Threads that hash passwords, each with one working buffer of
     /// `argon2_memory_kib`; 0 means one per core.
     #[serde(default)]
@@ -621,6 +624,7 @@ impl Config {
             ("argon2_iterations", a.argon2_iterations, 1, 64),
             ("argon2_parallelism", a.argon2_parallelism, 1, 64),
             ("max_hash_memory_kib", a.max_hash_memory_kib, 8, 4 << 20),
+            ("max_hash_iterations", a.max_hash_iterations, 1, 64),
         ];
         for (key, value, min, max) in ranges {
             if !(min..=max).contains(&value) {
@@ -637,6 +641,12 @@ impl Config {
             return bad(
                 "max_hash_memory_kib",
                 "must be at least argon2_memory_kib".into(),
+            );
+        }
+        if a.max_hash_iterations < a.argon2_iterations {
+            return bad(
+                "max_hash_iterations",
+                "must be at least argon2_iterations".into(),
             );
         }
         if a.hash_workers > 1024 {
@@ -873,6 +883,9 @@ fn default_argon2_parallelism() -> u32 {
 }
 fn default_max_hash_memory() -> u32 {
     256 * 1024
+}
+fn default_max_hash_iterations() -> u32 {
+    16
 }
 fn default_credential_cache_ttl() -> Duration {
     Duration::from_secs(20 * 60)

@@ -212,6 +212,14 @@ fn hash_policy_defaults_and_bad_values_name_the_key() {
         "auth.max_hash_memory_kib"
     );
     assert_eq!(
+        key("[auth]\nargon2_iterations = 4\nmax_hash_iterations = 3"),
+        "auth.max_hash_iterations"
+    );
+    assert_eq!(
+        key("[auth]\nmax_hash_iterations = 65"),
+        "auth.max_hash_iterations"
+    );
+    assert_eq!(
         key("[auth]\ncredential_cache_ttl = \"30d\""),
         "auth.credential_cache_ttl"
     );

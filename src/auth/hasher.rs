@@ -60,6 +60,9 @@ struct Workspace {
     /// Hashes that need more than `blocks` (imported with a costlier
     /// policy) get a buffer of their own up to this many KiB.
     max_kib: u32,
+    /// Stored hashes with more argon2 passes than this are not checked:
+    /// one imported hash must not hold a worker for minutes per login.
+    max_iterations: u32,
 }
 
 impl Workspace {
@@ -122,6 +125,13 @@ impl Workspace {
             None => Version::default(),
         };
         let params = Params::try_from(&parsed).ok()?;
+        if params.t_cost() > self.max_iterations {
+            tracing::warn!(
+                t = params.t_cost(),
+                "a stored password hash exceeds auth.max_hash_iterations; not checked"
+            );
+            return Some(false);
+        }
         let expected = parsed.hash?;
         let mut salt = [0u8; 64];
         let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
@@ -171,14 +181,22 @@ pub struct HashPool {
 impl HashPool {
     /// Starts `workers` threads, each with a buffer of the policy's memory,
     /// behind a queue of `queue` waiting jobs.
-    pub fn start(policy: HashPolicy, workers: usize, queue: usize, max_kib: u32) -> HashPool {
+    /// Stored hashes are checked up to `max_kib` of memory and
+    /// `max_iterations` passes.
+    pub fn start(
+        policy: HashPolicy,
+        workers: usize,
+        queue: usize,
+        max_kib: u32,
+        max_iterations: u32,
+    ) -> HashPool {
         let (tx, rx) = sync_channel::<Task>(queue);
         let rx = Arc::new(Mutex::new(rx));
         for n in 0..workers {
             let rx = rx.clone();
             std::thread::Builder::new()
                 .name(format!("hash-{n}"))
-                .spawn(move || worker(policy, max_kib, rx))
+                .spawn(move || worker(policy, max_kib, max_iterations, rx))
                 .expect("spawning a password hashing thread");
         }
         HashPool { queue: tx, policy }
@@ -219,11 +237,12 @@ impl HashPool {
     }
 }
 
-fn worker(policy: HashPolicy, max_kib: u32, rx: Arc<Mutex<Receiver<Task>>>) {
+fn worker(policy: HashPolicy, max_kib: u32, max_iterations: u32, rx: Arc<Mutex<Receiver<Task>>>) {
     let blocks = policy.params().map_or(0, |p| p.block_count());
     let mut ws = Workspace {
         blocks: vec![Block::default(); blocks],
         max_kib,
+        max_iterations,
     };
     loop {
         // One worker waits on the queue at a time; the others on the lock.
@@ -264,6 +283,7 @@ pub fn hash_now(policy: &HashPolicy, password: &str) -> String {
     Workspace {
         blocks: vec![Block::default(); blocks],
         max_kib: policy.memory_kib,
+        max_iterations: policy.iterations,
     }
     .hash(policy, password)
     .expect("a validated hash policy cannot fail")
@@ -274,6 +294,7 @@ pub fn verify_now(hash: &str, password: &str) -> bool {
     Workspace {
         blocks: Vec::new(),
         max_kib: u32::MAX,
+        max_iterations: u32::MAX,
     }
     .verify(hash, password)
 }
@@ -345,10 +366,23 @@ mod tests {
         let mut ws = Workspace {
             blocks: vec![Block::default(); 64],
             max_kib: 128,
+            max_iterations: 1,
         };
         assert!(!ws.verify(&h, "pw"));
         ws.max_kib = 256;
         assert!(ws.verify(&h, "pw"));
+        // Passes too: a hash of t=3 is refused under a bound of 2.
+        let slow = hash_now(
+            &HashPolicy {
+                iterations: 3,
+                ..cheap()
+            },
+            "pw",
+        );
+        ws.max_iterations = 2;
+        assert!(!ws.verify(&slow, "pw"));
+        ws.max_iterations = 3;
+        assert!(ws.verify(&slow, "pw"));
     }
 
     #[tokio::test]
@@ -370,7 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn workers_verify_rehash_and_hash() {
-        let pool = HashPool::start(cheap(), 2, 8, 64);
+        let pool = HashPool::start(cheap(), 2, 8, 64, 1);
         let old = pwhash::sha512_crypt::hash("pw").unwrap();
         let Ok(Done::Verified(Some(new))) = pool.verify(&old, "pw", true).await else {
             panic!("crypt hash not verified and rehashed");

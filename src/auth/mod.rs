@@ -98,6 +98,7 @@ impl Authenticator {
             cfg.workers(),
             cfg.queue(),
             cfg.max_hash_memory_kib,
+            cfg.max_hash_iterations,
         );
         Authenticator {
             store,
@@ -141,6 +142,9 @@ impl Authenticator {
         let digest = self.keyed(hash, password);
         if let Some((at, d)) = self.cache.get(&key) {
             if at.elapsed() < self.cache_ttl && ct_eq(&d, &digest) {
+                // Sliding: a client polling within the TTL never pays the
+                // hash again; the entry still dies with a changed hash.
+                self.cache.insert(key, (Instant::now(), digest));
                 return Ok(true);
             }
         }
@@ -408,6 +412,36 @@ mod tests {
             check("btm0001", pw("pw"), Purpose::Pop3).await,
             AuthResult::Failed
         ));
+    }
+
+    /// A client polling more often than the TTL stays verified: each hit
+    /// renews its entry, so steady polling never pays the hash again.
+    #[tokio::test]
+    async fn polling_within_the_ttl_keeps_the_entry_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(dir.path(), "h").unwrap();
+        let mut cfg = cheap();
+        cfg.credential_cache_ttl = Duration::from_millis(1000);
+        let id = store
+            .accounts
+            .add("a", "a@be.test", &hasher::hash_now(&cfg.policy(), "pw"))
+            .unwrap()
+            .id;
+        let auth = Authenticator::new(store.clone(), &cfg, FailureTracker::new(no_delay()));
+        for _ in 0..3 {
+            assert!(matches!(
+                auth.login(ip(), "a".into(), pw("pw"), Purpose::Pop3).await,
+                AuthResult::Ok(_)
+            ));
+            // Renewed by this login, whether it hashed or hit the cache.
+            let (at, _) = auth.cache.get(&(id, false)).unwrap();
+            assert!(
+                at.elapsed() < Duration::from_millis(300),
+                "{:?}",
+                at.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(600)).await;
+        }
     }
 
     #[tokio::test]
